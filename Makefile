@@ -1,0 +1,43 @@
+# Two commands do everything on a fresh machine with Python 3.11+:
+#   make run    set up, migrate and serve on http://localhost:8000 (sandbox mode without credentials)
+#   make test   run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: run test lint serve bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+.env:
+	$(PYTHON) -c "import re, secrets, pathlib; \
+	text = pathlib.Path('.env-sample').read_text(); \
+	text = re.sub(r'(?m)^SECRET_KEY=$$', 'SECRET_KEY=' + secrets.token_urlsafe(50), text); \
+	text = re.sub(r'(?m)^TOKEN_ENCRYPTION_KEY=$$', 'TOKEN_ENCRYPTION_KEY=' + secrets.token_hex(32), text); \
+	pathlib.Path('.env').write_text(text)"
+	chmod 600 .env
+	@echo "Created .env from .env-sample with a fresh SECRET_KEY and TOKEN_ENCRYPTION_KEY."
+
+run: $(VENV)/.installed .env
+	$(PY) manage.py migrate --no-input
+	@echo ""
+	@echo "  Open http://localhost:$(PORT)/  (admin login: $(PY) manage.py createsuperuser)"
+	@echo ""
+	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) staticfiles test-artifacts .pytest_cache .ruff_cache

@@ -1,0 +1,14 @@
+"""App configuration: registers the system checks, nothing else."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class OAuthIntegrationConfig(AppConfig):
+    name = "oauth_integration"
+    verbose_name = "Klaviyo connections"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from oauth_integration import checks  # noqa: F401  (registers the checks)

@@ -1,0 +1,99 @@
+"""Every error this app raises on purpose.
+
+Messages carry customer identifiers, HTTP statuses and OAuth/JSON:API error codes,
+never tokens, verifiers, secrets, keys or response bodies.
+"""
+
+from __future__ import annotations
+
+
+class OAuthIntegrationError(Exception):
+    """Base for every error this app raises deliberately."""
+
+
+# --- configuration and storage -----------------------------------------------------------
+
+
+class EncryptionKeyError(OAuthIntegrationError):
+    """TOKEN_ENCRYPTION_KEY is missing or malformed."""
+
+
+class TokenDecryptionError(OAuthIntegrationError):
+    """Stored ciphertext could not be decrypted: unknown key, wrong key, tampered or moved."""
+
+
+class InvalidCustomerIdentifier(OAuthIntegrationError):
+    """A customer identifier is empty, too long or contains forbidden characters."""
+
+
+class TokenNotFound(OAuthIntegrationError):
+    """No Klaviyo connection is stored for this customer."""
+
+    def __init__(self, customer_identifier: str) -> None:
+        super().__init__(f"No Klaviyo connection for customer {customer_identifier!r}")
+        self.customer_identifier = customer_identifier
+
+
+class ReauthorizationRequired(OAuthIntegrationError):
+    """The customer's connection is broken or revoked: they must go through /start again."""
+
+    def __init__(self, customer_identifier: str, reason: str) -> None:
+        super().__init__(f"Customer {customer_identifier!r} must reconnect Klaviyo ({reason})")
+        self.customer_identifier = customer_identifier
+        self.reason = reason
+
+
+class RefreshInProgress(OAuthIntegrationError):
+    """Another worker holds the refresh lease and did not finish in time."""
+
+    def __init__(self, customer_identifier: str) -> None:
+        super().__init__(f"A token refresh for customer {customer_identifier!r} is still in progress")
+        self.customer_identifier = customer_identifier
+
+
+# --- the authorization flow --------------------------------------------------------------
+
+
+class AuthorizationStateError(OAuthIntegrationError):
+    """The callback's ``state`` is missing, unknown, expired, replayed or from another browser."""
+
+
+class InvalidStartLink(OAuthIntegrationError):
+    """A /start link is unsigned, tampered with or expired."""
+
+
+# --- talking to Klaviyo ------------------------------------------------------------------
+
+
+class KlaviyoError(OAuthIntegrationError):
+    """Base for failures of a call to Klaviyo."""
+
+
+class KlaviyoUnavailable(KlaviyoError):
+    """Klaviyo could not be reached or answered unusably (timeout, reset, 5xx, malformed body)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KlaviyoAPIError(KlaviyoError):
+    """Klaviyo answered with an error status."""
+
+    def __init__(self, *, status: int, code: str | None, retry_after: int | None = None) -> None:
+        super().__init__(f"Klaviyo returned HTTP {status} ({code or 'no error code'})")
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+
+class KlaviyoUnauthorized(KlaviyoAPIError):
+    """401: the access token was rejected."""
+
+
+class KlaviyoThrottled(KlaviyoAPIError):
+    """429 that outlasted the retry budget."""
+
+
+class InvalidGrant(KlaviyoAPIError):
+    """The token endpoint rejected the code or refresh token (``invalid_grant``)."""

@@ -1,0 +1,35 @@
+"""Validation of query parameters arriving at the views."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.validators import RegexValidator
+
+_PRINTABLE_ASCII = RegexValidator(r"^[\x21-\x7e]*\Z", "Only printable ASCII characters are allowed.")
+
+
+class CallbackForm(forms.Form):
+    """Klaviyo's redirect to /authorize: ``code`` + ``state``, or ``error`` + ``state``."""
+
+    code = forms.CharField(required=False, max_length=2048, validators=[_PRINTABLE_ASCII])
+    state = forms.CharField(
+        required=False, max_length=128, validators=[RegexValidator(r"^[A-Za-z0-9_\-]*\Z", "Malformed state.")]
+    )
+    error = forms.CharField(
+        required=False, max_length=64, validators=[RegexValidator(r"^[a-z_]*\Z", "Malformed error code.")]
+    )
+    error_description = forms.CharField(required=False, max_length=500)
+
+
+class ProfilesQueryForm(forms.Form):
+    """``?page_size=1..100`` and ``?cursor=`` (a cursor or Klaviyo's full ``links.next`` URL)."""
+
+    page_size = forms.IntegerField(required=False, min_value=1, max_value=100)
+    cursor = forms.CharField(required=False, max_length=4096, validators=[_PRINTABLE_ASCII])
+
+
+def first_error(form: forms.Form) -> str:
+    """One readable line describing what is wrong with ``form``'s input."""
+    for name, errors in form.errors.items():
+        return f"{name}: {errors[0]}"
+    return "invalid input"

@@ -1,0 +1,301 @@
+"""The only module that talks HTTP: Klaviyo's OAuth endpoints and API.
+
+One pooled ``requests.Session`` per retry policy, a timeout on every call, HTTP Basic
+client auth and form bodies at the token endpoints, frozen dataclass results, and
+every failure mapped to an exception from ``exceptions.py`` (chained with ``from``).
+Retries (429/503/504/524 and connection failures) are urllib3's ``Retry``, extended to
+bound the total time spent waiting; only idempotent GETs are retried after a response.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+from django.utils import timezone
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.util.retry import Retry
+
+from oauth_integration.conf import conf
+from oauth_integration.exceptions import (
+    InvalidGrant,
+    KlaviyoAPIError,
+    KlaviyoThrottled,
+    KlaviyoUnauthorized,
+    KlaviyoUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 503, 504, 524})
+JSON_API = "application/vnd.api+json"
+USER_AGENT = "klaviyo-django-oauth/1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """What the token endpoint granted. Secrets never appear in ``repr``."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)  # None when Klaviyo sends none back
+    expires_at: datetime
+    scopes: str
+
+
+class KlaviyoRetry(Retry):
+    """urllib3 ``Retry`` with Klaviyo's backoff (0.5 s x 1.5^n, +/-50 % jitter) and a wait budget.
+
+    ``Retry-After`` (seconds or HTTP date, any header case) is honoured by urllib3; a retry
+    whose wait would push the total past ``max_wait`` is not attempted, and the last
+    response is returned to the caller instead.
+    """
+
+    def __init__(self, *args: Any, max_wait: float = 10.0, waited: float = 0.0, **kwargs: Any) -> None:
+        self.max_wait = max_wait
+        self.waited = waited
+        self.planned_wait = 0.0
+        super().__init__(*args, **kwargs)
+
+    def new(self, **kw: Any) -> KlaviyoRetry:
+        kw.setdefault("max_wait", self.max_wait)
+        kw.setdefault("waited", self.waited)
+        return super().new(**kw)  # type: ignore[return-value]
+
+    def get_backoff_time(self) -> float:
+        attempts = len(self.history)
+        if attempts == 0:
+            return 0.0
+        base = min(self.backoff_factor * 1.5 ** (attempts - 1), self.backoff_max)
+        return base * random.uniform(0.5, 1.5)  # noqa: S311 (jitter, not cryptography)
+
+    def increment(self, method: str | None = None, url: str | None = None, *args: Any, **kwargs: Any) -> KlaviyoRetry:
+        new_retry: KlaviyoRetry = super().increment(method, url, *args, **kwargs)  # type: ignore[assignment]
+        response = kwargs.get("response")
+        wait = new_retry.get_retry_after(response) if response is not None else None
+        if wait is None:
+            wait = new_retry.get_backoff_time()
+        if self.waited + wait > self.max_wait:
+            raise MaxRetryError(kwargs.get("_pool"), url or "", ResponseError("retry wait budget exhausted"))
+        new_retry.waited = self.waited + wait
+        new_retry.planned_wait = wait
+        return new_retry
+
+    def sleep(self, response: Any = None) -> None:
+        if self.planned_wait > 0:
+            time.sleep(self.planned_wait)
+
+
+def build_retry(*, retries: int, max_wait: float) -> KlaviyoRetry:
+    return KlaviyoRetry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        other=0,
+        redirect=0,
+        allowed_methods=frozenset({"GET"}),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=0.5,
+        backoff_max=max_wait,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        raise_on_redirect=False,
+        max_wait=max_wait,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _session(retries: int, max_wait: float) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=build_retry(retries=retries, max_wait=max_wait), pool_maxsize=32)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+def shared_session() -> requests.Session:
+    """The process-wide pooled session for the configured retry policy."""
+    return _session(conf.max_retries, conf.retry_max_wait)
+
+
+class KlaviyoClient:
+    """Klaviyo's OAuth endpoints and JSON:API, for one app (client id and secret)."""
+
+    def __init__(self, *, session: requests.Session | None = None) -> None:
+        self._session = session
+
+    @property
+    def session(self) -> requests.Session:
+        return self._session or shared_session()
+
+    # --- OAuth ---------------------------------------------------------------------------
+
+    def authorize_url(self, *, state: str, code_challenge: str) -> str:
+        """The browser URL that asks the customer to grant our scopes (PKCE S256)."""
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": conf.client_id,
+                "redirect_uri": conf.redirect_url,
+                "scope": conf.scopes,
+                "state": state,
+                "code_challenge_method": "S256",
+                "code_challenge": code_challenge,
+            }
+        )
+        return f"{conf.authorize_url}?{query}"
+
+    def exchange_code(self, *, code: str, code_verifier: str) -> TokenGrant:
+        """Trade an authorization code for tokens. Raises InvalidGrant, KlaviyoAPIError, KlaviyoUnavailable."""
+        grant = self._token_request(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "code_verifier": code_verifier,
+                "redirect_uri": conf.redirect_url,
+            }
+        )
+        if not grant.refresh_token:
+            raise KlaviyoUnavailable("Klaviyo's token response has no refresh_token")
+        return grant
+
+    def refresh(self, *, refresh_token: str) -> TokenGrant:
+        """Use a refresh token. Raises InvalidGrant, KlaviyoAPIError, KlaviyoUnavailable."""
+        return self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    def revoke(self, *, refresh_token: str) -> None:
+        """Revoke a refresh token (and so the connection). Raises KlaviyoAPIError, KlaviyoUnavailable."""
+        response = self._post("/oauth/revoke", {"token": refresh_token, "token_type_hint": "refresh_token"})
+        if not response.ok:
+            raise _token_endpoint_error(response)
+
+    def _token_request(self, form: dict[str, str]) -> TokenGrant:
+        started = timezone.now()
+        response = self._post("/oauth/token", form)
+        if not response.ok:
+            raise _token_endpoint_error(response)
+        payload = _json_object(response)
+        access_token = payload.get("access_token")
+        refresh_token = payload.get("refresh_token")
+        expires_in = payload.get("expires_in")
+        if (
+            not isinstance(access_token, str)
+            or not access_token
+            or not isinstance(expires_in, int | float)
+            or isinstance(expires_in, bool)
+            or expires_in <= 0
+            or (refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token))
+        ):
+            raise KlaviyoUnavailable("Klaviyo's token response is missing access_token or expires_in")
+        scope = payload.get("scope")
+        return TokenGrant(
+            access_token=access_token,
+            refresh_token=refresh_token,
+            expires_at=started + timedelta(seconds=float(expires_in)),
+            scopes=" ".join(scope.split()) if isinstance(scope, str) else "",
+        )
+
+    def _post(self, path: str, form: dict[str, str]) -> requests.Response:
+        try:
+            response = self.session.post(
+                f"{conf.base_url}{path}",
+                data=form,
+                auth=(conf.client_id, conf.client_secret),
+                headers={"Accept": "application/json"},
+                timeout=conf.http_timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise KlaviyoUnavailable(f"Klaviyo {path} unreachable ({type(exc).__name__})") from exc
+        logger.debug("POST %s -> %s", path, response.status_code)
+        return response
+
+    # --- API ------------------------------------------------------------------------------
+
+    def get(self, path: str, *, access_token: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """GET a JSON:API resource as the customer. Raises KlaviyoUnauthorized, KlaviyoThrottled,
+        KlaviyoAPIError, KlaviyoUnavailable."""
+        try:
+            response = self.session.get(
+                f"{conf.base_url}{path}",
+                params=params,
+                headers={
+                    "Authorization": f"Bearer {access_token}",
+                    "revision": conf.revision,
+                    "Accept": JSON_API,
+                },
+                timeout=conf.http_timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise KlaviyoUnavailable(f"Klaviyo {path} unreachable ({type(exc).__name__})") from exc
+        logger.debug("GET %s -> %s", path, response.status_code)
+        if response.ok:
+            return _json_object(response)
+        raise _api_error(response)
+
+
+def _json_object(response: requests.Response) -> dict[str, Any]:
+    try:
+        payload = response.json()
+    except ValueError as exc:
+        raise KlaviyoUnavailable(f"Klaviyo answered HTTP {response.status_code} with a body that is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise KlaviyoUnavailable(f"Klaviyo answered HTTP {response.status_code} with unexpected JSON")
+    return payload
+
+
+def _error_code(response: requests.Response) -> str | None:
+    """The OAuth ``error`` or the first JSON:API ``errors[].code``, if the body has one."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    code = payload.get("error")
+    errors = payload.get("errors")
+    if code is None and isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        code = errors[0].get("code")
+    return code[:64] if isinstance(code, str) else None
+
+
+def _retry_after(response: requests.Response) -> int | None:
+    raw = response.headers.get("Retry-After", "")
+    return int(raw) if raw.isdigit() else None
+
+
+def _unavailable(response: requests.Response) -> KlaviyoUnavailable:
+    return KlaviyoUnavailable(f"Klaviyo answered HTTP {response.status_code}", status=response.status_code)
+
+
+def _token_endpoint_error(response: requests.Response) -> Exception:
+    if response.status_code >= 500:
+        return _unavailable(response)
+    code = _error_code(response)
+    if code == "invalid_grant":
+        return InvalidGrant(status=response.status_code, code=code)
+    if response.status_code == 429:
+        return KlaviyoThrottled(status=429, code=code, retry_after=_retry_after(response))
+    return KlaviyoAPIError(status=response.status_code, code=code)
+
+
+def _api_error(response: requests.Response) -> Exception:
+    status = response.status_code
+    if status >= 500 or (status in RETRY_STATUSES and status != 429):
+        return _unavailable(response)
+    code = _error_code(response)
+    if status == 401:
+        return KlaviyoUnauthorized(status=status, code=code)
+    if status == 429:
+        return KlaviyoThrottled(status=status, code=code, retry_after=_retry_after(response))
+    return KlaviyoAPIError(status=status, code=code)

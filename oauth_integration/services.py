@@ -1,0 +1,378 @@
+"""Use cases: connect, call Klaviyo as a customer, refresh, disconnect.
+
+Views, admin and management commands call these functions and nothing below them.
+No database transaction is ever held open across a call to Klaviyo.
+
+Single-flight refresh (design note)
+-----------------------------------
+When several workers (threads or processes, on SQLite or PostgreSQL) find one
+customer's access token expiring, exactly one of them refreshes:
+
+1. Each reads the row, including its ``version`` (bumped on every token write).
+2. Each tries to claim a *lease* with one conditional UPDATE:
+   ``... SET lease_owner=me, lease_until=now+L WHERE version=v AND lease is free``.
+   The database serialises the UPDATEs, so exactly one succeeds (rowcount 1).
+3. The winner calls Klaviyo with no transaction open, stores the new tokens
+   (``version`` + 1) and releases the lease in the same UPDATE.
+4. The others poll the row until ``version`` moves on, then use the new token. If the
+   winner dies, its lease lapses after L seconds and another worker claims it.
+
+Why a lease and not ``SELECT ... FOR UPDATE`` around the HTTP call: a row lock would
+hold a transaction (and a pooled connection) open for the whole call to Klaviyo, up to
+the HTTP timeout times the retries; SQLite has no row locks at all, and a lock held by
+a crashed worker stalls everyone until the connection dies. The lease costs two short
+UPDATEs per refresh and degrades to "one extra refresh after L seconds" at worst.
+
+If Klaviyo answers ``invalid_grant`` but the stored refresh token changed meanwhile
+(a reconnect, or a refresh whose lease had lapsed), the refresh is retried once with
+the new token before the connection is declared broken.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from django.db import DatabaseError
+from django.db import connection as db_connection
+from django.utils import timezone
+
+from oauth_integration import pkce
+from oauth_integration.conf import conf
+from oauth_integration.exceptions import (
+    AuthorizationStateError,
+    InvalidGrant,
+    KlaviyoAPIError,
+    KlaviyoError,
+    KlaviyoThrottled,
+    KlaviyoUnauthorized,
+    KlaviyoUnavailable,
+    ReauthorizationRequired,
+    RefreshInProgress,
+)
+from oauth_integration.klaviyo import KlaviyoClient
+from oauth_integration.models import ConnectionEvent, ConnectionStatus, FailureReason
+from oauth_integration.storage import (
+    Connection,
+    DjangoPkceStorage,
+    DjangoTokenStorage,
+    PkceStorage,
+    TokenStorage,
+)
+from oauth_integration.validators import validate_customer_identifier
+
+logger = logging.getLogger(__name__)
+
+# Module-level collaborators: they read no settings when constructed.
+token_storage: TokenStorage = DjangoTokenStorage()
+pkce_storage: PkceStorage = DjangoPkceStorage()
+klaviyo = KlaviyoClient()
+
+# Klaviyo refresh tokens die after 90 days without use (Klaviyo's own examples).
+REFRESH_TOKEN_IDLE_LIFETIME = timedelta(days=90)
+Event = ConnectionEvent.Kind
+
+
+# --- connecting --------------------------------------------------------------------------
+
+
+def begin_authorization(*, customer_identifier: str, browser_binding: str) -> str:
+    """Start connecting a customer: remember a PKCE verifier under a random state.
+
+    ``browser_binding`` is a secret kept in the browser's session; the callback must
+    present the same one. Returns Klaviyo's authorize URL to redirect the browser to.
+    """
+    validate_customer_identifier(customer_identifier)
+    verifier = pkce.new_code_verifier()
+    state = pkce.new_state()
+    pkce_storage.save(
+        state,
+        customer_identifier=customer_identifier,
+        code_verifier=verifier,
+        browser_binding=browser_binding,
+        expires_at=timezone.now() + conf.pkce_lifetime,
+    )
+    return klaviyo.authorize_url(state=state, code_challenge=pkce.code_challenge(verifier))
+
+
+@dataclass(frozen=True)
+class Connected:
+    customer_identifier: str
+    klaviyo_account_id: str
+    klaviyo_account_name: str
+    reconnected: bool
+
+
+def complete_authorization(*, state: str, code: str, browser_binding: str | None) -> Connected:
+    """Finish connecting: consume the state (once), exchange the code, store the tokens.
+
+    Raises AuthorizationStateError (unknown, expired, replayed or foreign state: nothing
+    stored), InvalidGrant (code rejected) or KlaviyoError (nothing stored).
+    """
+    pending = pkce_storage.retrieve(state)
+    if pending.expires_at <= timezone.now():
+        pkce_storage.remove(state)
+        raise AuthorizationStateError("This authorization link expired; start again.")
+    if browser_binding is None or not secrets.compare_digest(
+        pending.browser_binding_hash, pkce.digest(browser_binding)
+    ):
+        raise AuthorizationStateError("This authorization was started in a different browser session.")
+    if not pkce_storage.remove(state):
+        raise AuthorizationStateError("This authorization link is unknown or was already used.")
+
+    customer = pending.customer_identifier
+    grant = klaviyo.exchange_code(code=code, code_verifier=pending.code_verifier)
+    account_id, account_name = _fetch_account(grant.access_token)
+    previous = token_storage.save(customer, grant, account_id=account_id, account_name=account_name)
+
+    account = f"Klaviyo account {account_name or '?'} ({account_id or 'unknown id'})"
+    if previous is None:
+        token_storage.record_event(customer, Event.CONNECTED, account)
+    else:
+        token_storage.record_event(customer, Event.RECONNECTED, f"{account}; was {previous.status}")
+        if previous.klaviyo_account_id and account_id and previous.klaviyo_account_id != account_id:
+            token_storage.record_event(
+                customer, Event.ACCOUNT_CHANGED, f"from {previous.klaviyo_account_id} to {account_id}"
+            )
+    logger.info("Customer %s connected %s", customer, account)
+    return Connected(customer, account_id, account_name, reconnected=previous is not None)
+
+
+def _fetch_account(access_token: str) -> tuple[str, str]:
+    """Best effort: the connected account's id and name (needs ``accounts:read``)."""
+    try:
+        body = klaviyo.get("/api/accounts", access_token=access_token)
+    except KlaviyoError as exc:
+        logger.warning("Could not read the Klaviyo account after connecting: %s", exc)
+        return "", ""
+    return _account_id_and_name(body)
+
+
+def _account_id_and_name(body: dict[str, Any]) -> tuple[str, str]:
+    data = body.get("data")
+    first = data[0] if isinstance(data, list) and data else data
+    if not isinstance(first, dict):
+        return "", ""
+    attributes = first.get("attributes") if isinstance(first.get("attributes"), dict) else {}
+    contact = attributes.get("contact_information") if isinstance(attributes.get("contact_information"), dict) else {}
+    name = contact.get("organization_name") or attributes.get("name") or ""
+    return str(first.get("id") or "")[:64], str(name)[:255]
+
+
+# --- calling Klaviyo as a customer --------------------------------------------------------
+
+
+def get_profiles(
+    *, customer_identifier: str, page_size: int | None = None, cursor: str | None = None
+) -> dict[str, Any]:
+    """One page of the customer's Klaviyo profiles, as Klaviyo's JSON:API body."""
+    params: dict[str, str] = {}
+    if page_size is not None:
+        params["page[size]"] = str(page_size)
+    if cursor:
+        params["page[cursor]"] = cursor
+    return call_klaviyo(customer_identifier=customer_identifier, path="/api/profiles", params=params)
+
+
+def page_cursor(value: str) -> str:
+    """Accept a bare cursor or a full ``links.next`` URL; return the bare cursor (ValueError if none)."""
+    if value.startswith(("http://", "https://")):
+        found = parse_qs(urlsplit(value).query).get("page[cursor]")
+        if not found or not found[0]:
+            raise ValueError("The URL has no page[cursor] parameter.")
+        return found[0]
+    return value
+
+
+def call_klaviyo(*, customer_identifier: str, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+    """GET a Klaviyo API path as the customer.
+
+    Refreshes first when the access token expires within the margin; on a 401 refreshes
+    once and retries once. Raises TokenNotFound, ReauthorizationRequired, KlaviyoError.
+    """
+    connection = _fresh_connection(customer_identifier)
+    try:
+        return _get(connection, path, params)
+    except KlaviyoUnauthorized:
+        logger.info("Klaviyo rejected the access token of %s; refreshing once", customer_identifier)
+        connection = _fresh_connection(customer_identifier, rejected_version=connection.version)
+        return _get(connection, path, params)
+
+
+def _get(connection: Connection, path: str, params: dict[str, str] | None) -> dict[str, Any]:
+    customer = connection.customer_identifier
+    try:
+        body = klaviyo.get(path, access_token=connection.access_token or "", params=params)
+    except KlaviyoUnauthorized:
+        raise
+    except KlaviyoThrottled as exc:
+        token_storage.record_failure(customer, reason=FailureReason.THROTTLED, detail=str(exc), broken=False)
+        raise
+    except KlaviyoAPIError as exc:
+        reason = FailureReason.MISSING_SCOPE if exc.status == 403 else FailureReason.KLAVIYO_ERROR
+        token_storage.record_failure(customer, reason=reason, detail=f"GET {path}: {exc}", broken=False)
+        if exc.status == 403:
+            token_storage.record_event(customer, Event.CALL_FAILED, f"GET {path}: missing scope ({exc.code})")
+        raise
+    except KlaviyoUnavailable as exc:
+        token_storage.record_failure(
+            customer, reason=FailureReason.KLAVIYO_UNAVAILABLE, detail=f"GET {path}: {exc}", broken=False
+        )
+        raise
+    if connection.failure_reason:
+        token_storage.clear_failure(customer)
+    return body
+
+
+# --- refreshing --------------------------------------------------------------------------
+
+
+def refresh_connection(*, customer_identifier: str) -> Connection:
+    """Refresh now, whatever the expiry (admin action, keep-alive). Single-flight."""
+    current = token_storage.retrieve(customer_identifier)
+    return _fresh_connection(customer_identifier, rejected_version=current.version)
+
+
+def _lease_duration() -> timedelta:
+    # Long enough for the refresh call and its connection retries, short enough to recover.
+    return timedelta(seconds=2 * conf.http_timeout * (conf.max_retries + 1) + 5)
+
+
+def _fresh_connection(customer_identifier: str, *, rejected_version: int | None = None) -> Connection:
+    """A connection whose access token is usable, refreshing it (single-flight) if needed.
+
+    ``rejected_version``: the token of that version was rejected (or must be replaced);
+    a newer version stored by another worker is good enough.
+    """
+    owner = uuid.uuid4().hex
+    deadline = time.monotonic() + _lease_duration().total_seconds() + conf.http_timeout
+    pause = 0.02
+    while True:
+        connection = token_storage.retrieve(customer_identifier)
+        _ensure_usable(connection)
+        if rejected_version is None:
+            if not connection.expires_within(conf.refresh_margin):
+                return connection
+        elif connection.version != rejected_version:
+            return connection
+        if token_storage.claim_refresh(
+            customer_identifier, version=connection.version, owner=owner, until=timezone.now() + _lease_duration()
+        ):
+            try:
+                return _refresh_holding_lease(connection)
+            finally:
+                token_storage.release_refresh(customer_identifier, owner=owner)
+        if rejected_version is None:
+            rejected_version = connection.version  # wait for whoever holds the lease to move it on
+        if time.monotonic() >= deadline:
+            raise RefreshInProgress(customer_identifier)
+        time.sleep(pause * random.uniform(0.5, 1.5))  # noqa: S311 (jitter)
+        pause = min(pause * 1.5, 0.5)
+
+
+def _ensure_usable(connection: Connection) -> None:
+    if connection.status != ConnectionStatus.ACTIVE or not connection.refresh_token:
+        raise ReauthorizationRequired(connection.customer_identifier, connection.failure_reason or connection.status)
+
+
+def _refresh_holding_lease(connection: Connection) -> Connection:
+    customer = connection.customer_identifier
+    refresh_token = connection.refresh_token or ""
+    for attempt in (1, 2):
+        try:
+            grant = klaviyo.refresh(refresh_token=refresh_token)
+        except InvalidGrant as exc:
+            latest = token_storage.retrieve(customer)
+            if (
+                attempt == 1
+                and latest.status == ConnectionStatus.ACTIVE
+                and latest.refresh_token
+                not in (
+                    None,
+                    refresh_token,
+                )
+            ):
+                logger.info("Refresh token of %s changed during a refresh; retrying with the new one", customer)
+                refresh_token = latest.refresh_token or ""
+                continue
+            idle = timezone.now() - connection.last_used_at >= REFRESH_TOKEN_IDLE_LIFETIME
+            reason = FailureReason.EXPIRED_INACTIVE if idle else FailureReason.REVOKED
+            token_storage.record_failure(customer, reason=reason, detail=str(exc), broken=True)
+            token_storage.record_event(customer, Event.NEEDS_REAUTHORIZATION, f"{reason.label}: {exc.code}")
+            logger.warning("Connection of %s needs reauthorization (%s)", customer, reason)
+            raise ReauthorizationRequired(customer, reason) from exc
+        except KlaviyoError as exc:
+            reason = FailureReason.THROTTLED if isinstance(exc, KlaviyoThrottled) else FailureReason.KLAVIYO_UNAVAILABLE
+            if isinstance(exc, KlaviyoAPIError) and not isinstance(exc, KlaviyoThrottled):
+                reason = FailureReason.KLAVIYO_ERROR
+            token_storage.record_failure(customer, reason=reason, detail=f"refresh: {exc}", broken=False)
+            token_storage.record_event(customer, Event.REFRESH_FAILED, str(exc))
+            logger.warning("Refreshing the token of %s failed: %s", customer, exc)
+            raise
+        token_storage.save_refreshed(customer, grant)
+        token_storage.record_event(
+            customer, Event.REFRESHED, f"access token valid until {grant.expires_at:%Y-%m-%d %H:%M:%S %Z}"
+        )
+        logger.info("Refreshed the Klaviyo token of %s", customer)
+        return token_storage.retrieve(customer)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- disconnecting -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    customer_identifier: str
+    revoked_at_klaviyo: bool
+    failure: str
+
+
+def disconnect(*, customer_identifier: str) -> Disconnected:
+    """Revoke the refresh token at Klaviyo, then forget the tokens locally (always).
+
+    If Klaviyo's revoke fails, the local disconnect still happens and the failure is
+    recorded in the history. Raises TokenNotFound.
+    """
+    connection = token_storage.retrieve(customer_identifier)
+    failure = ""
+    if connection.refresh_token:
+        try:
+            klaviyo.revoke(refresh_token=connection.refresh_token)
+        except KlaviyoError as exc:
+            failure = str(exc)
+            token_storage.record_event(customer_identifier, Event.REVOKE_FAILED, failure)
+            logger.warning("Revoking the token of %s at Klaviyo failed: %s", customer_identifier, exc)
+    token_storage.remove(customer_identifier)
+    token_storage.record_event(
+        customer_identifier, Event.REVOKED, "revoked at Klaviyo" if not failure else "removed locally only"
+    )
+    return Disconnected(
+        customer_identifier, revoked_at_klaviyo=bool(connection.refresh_token) and not failure, failure=failure
+    )
+
+
+def check_connection(*, customer_identifier: str) -> str:
+    """A cheap authenticated call (accounts); returns a one-line description of the account."""
+    body = call_klaviyo(customer_identifier=customer_identifier, path="/api/accounts")
+    account_id, name = _account_id_and_name(body)
+    result = f"OK: Klaviyo account {name or '?'} ({account_id or 'unknown id'})"
+    token_storage.record_event(customer_identifier, Event.TESTED, result)
+    return result
+
+
+def database_is_up() -> bool:
+    """True when the default database answers a trivial query."""
+    try:
+        with db_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        return False
+    return True

@@ -1,0 +1,14 @@
+"""The integration's routes, as in Klaviyo's Node example, plus a health check."""
+
+from django.urls import path
+
+from oauth_integration import views
+
+app_name = "oauth_integration"
+
+urlpatterns = [
+    path("start/<str:customer_identifier>", views.start, name="start"),
+    path("authorize", views.authorize, name="authorize"),
+    path("profiles/<str:customer_identifier>", views.profiles, name="profiles"),
+    path("healthz", views.healthz, name="healthz"),
+]

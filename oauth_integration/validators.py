@@ -1,0 +1,24 @@
+"""Input rules shared by views, services and commands."""
+
+from __future__ import annotations
+
+import re
+
+from oauth_integration.exceptions import InvalidCustomerIdentifier
+
+CUSTOMER_IDENTIFIER_MAX_LENGTH = 255
+# Letters and digits of any script, plus . _ @ + - : ~ (so emails, UUIDs and slugs fit).
+_CUSTOMER_IDENTIFIER = re.compile(r"[\w.@+\-:~]+")
+
+
+def validate_customer_identifier(value: str) -> str:
+    """Return ``value`` if it is a usable customer identifier; raise InvalidCustomerIdentifier."""
+    if not value:
+        raise InvalidCustomerIdentifier("The customer identifier is empty.")
+    if len(value) > CUSTOMER_IDENTIFIER_MAX_LENGTH:
+        raise InvalidCustomerIdentifier(
+            f"The customer identifier is longer than {CUSTOMER_IDENTIFIER_MAX_LENGTH} characters."
+        )
+    if not _CUSTOMER_IDENTIFIER.fullmatch(value):
+        raise InvalidCustomerIdentifier("The customer identifier may contain only letters, digits and . _ @ + - : ~")
+    return value
