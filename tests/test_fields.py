@@ -70,11 +70,11 @@ def test_bulk_create_and_bulk_update_encrypt_each_row_for_its_customer():
 
 def test_queryset_update_encrypts_per_row_with_that_rows_binding():
     for name in ("u1", "u2"):
-        OAuthToken.objects.create(customer_identifier=name, access_token="a", refresh_token="r")
+        OAuthToken.objects.create(customer_identifier=name, access_token="at-unchanged", refresh_token="rt-old")
     updated = OAuthToken.objects.filter(customer_identifier__in=["u1", "u2"]).update(refresh_token="rt-shared")
     assert updated == 2
-    assert_encrypted_at_rest("u1", "a", "rt-shared")
-    assert_encrypted_at_rest("u2", "a", "rt-shared")
+    assert_encrypted_at_rest("u1", "at-unchanged", "rt-shared")
+    assert_encrypted_at_rest("u2", "at-unchanged", "rt-shared")
     assert raw_column("refresh_token", "u1") != raw_column("refresh_token", "u2")
 
 
