@@ -1,0 +1,241 @@
+"""The HTTP boundary: request shapes, error mapping, retries."""
+
+import base64
+
+import pytest
+import requests
+from responses import matchers
+
+from oauth_integration.exceptions import (
+    InvalidGrant,
+    KlaviyoAPIError,
+    KlaviyoThrottled,
+    KlaviyoUnauthorized,
+    KlaviyoUnavailable,
+)
+from oauth_integration.klaviyo import KlaviyoClient, KlaviyoRetry, build_retry
+from tests.conftest import PROFILES_URL, REVOKE_URL, TOKEN_URL, profiles_body, token_body
+
+BASIC = "Basic " + base64.b64encode(b"client-id:client-secret").decode()
+client = KlaviyoClient()
+
+
+def test_authorize_url_carries_every_required_parameter():
+    url = client.authorize_url(state="st4te", code_challenge="ch4llenge")
+    assert url.startswith("https://www.klaviyo.com/oauth/authorize?")
+    query = requests.utils.urlparse(url).query
+    params = dict(p.split("=", 1) for p in query.split("&"))
+    assert params == {
+        "response_type": "code",
+        "client_id": "client-id",
+        "redirect_uri": "http%3A%2F%2Ftestserver%2Fauthorize",
+        "scope": "accounts%3Aread+profiles%3Aread",
+        "state": "st4te",
+        "code_challenge_method": "S256",
+        "code_challenge": "ch4llenge",
+    }
+
+
+def test_exchange_code_posts_a_form_with_basic_auth(mocked_responses):
+    mocked_responses.post(
+        TOKEN_URL,
+        match=[
+            matchers.header_matcher({"Authorization": BASIC, "Content-Type": "application/x-www-form-urlencoded"}),
+            matchers.urlencoded_params_matcher(
+                {
+                    "grant_type": "authorization_code",
+                    "code": "the-code",
+                    "code_verifier": "the-verifier",
+                    "redirect_uri": "http://testserver/authorize",
+                }
+            ),
+        ],
+        json=token_body(access="at-1", refresh="rt-1", expires_in=3600),
+    )
+    grant = client.exchange_code(code="the-code", code_verifier="the-verifier")
+    assert (grant.access_token, grant.refresh_token, grant.scopes) == ("at-1", "rt-1", "accounts:read profiles:read")
+    assert "at-1" not in repr(grant) and "rt-1" not in repr(grant)
+
+
+def test_refresh_posts_the_refresh_grant(mocked_responses):
+    mocked_responses.post(
+        TOKEN_URL,
+        match=[
+            matchers.header_matcher({"Authorization": BASIC}),
+            matchers.urlencoded_params_matcher({"grant_type": "refresh_token", "refresh_token": "rt-1"}),
+        ],
+        json=token_body(access="at-2", refresh=None),
+    )
+    grant = client.refresh(refresh_token="rt-1")
+    assert grant.access_token == "at-2"
+    assert grant.refresh_token is None  # nothing came back: the caller keeps the old one
+
+
+def test_revoke_posts_token_and_hint(mocked_responses):
+    mocked_responses.post(
+        REVOKE_URL,
+        match=[
+            matchers.header_matcher({"Authorization": BASIC}),
+            matchers.urlencoded_params_matcher({"token": "rt-1", "token_type_hint": "refresh_token"}),
+        ],
+        json={},
+    )
+    client.revoke(refresh_token="rt-1")
+
+
+def test_invalid_grant_is_its_own_error(mocked_responses):
+    mocked_responses.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    with pytest.raises(InvalidGrant) as excinfo:
+        client.refresh(refresh_token="rt-1")
+    assert excinfo.value.code == "invalid_grant"
+    assert "rt-1" not in str(excinfo.value)
+
+
+def test_invalid_client_is_an_api_error(mocked_responses):
+    mocked_responses.post(TOKEN_URL, status=401, json={"error": "invalid_client"})
+    with pytest.raises(KlaviyoAPIError) as excinfo:
+        client.refresh(refresh_token="rt-1")
+    assert not isinstance(excinfo.value, InvalidGrant)
+    assert excinfo.value.code == "invalid_client"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"status": 200, "body": "<html>oops</html>"},
+        {"status": 200, "json": ["not", "an", "object"]},
+        {"status": 200, "json": {"access_token": "", "expires_in": 3600, "refresh_token": "r"}},
+        {"status": 200, "json": {"access_token": "a", "expires_in": "soon", "refresh_token": "r"}},
+        {"status": 200, "json": {"access_token": "a", "expires_in": 3600, "refresh_token": 5}},
+        {"status": 500, "body": "Internal Server Error"},
+        {"status": 503, "json": {"error": "temporarily_unavailable"}},
+    ],
+)
+def test_unusable_token_responses_are_unavailable_errors(mocked_responses, kwargs):
+    mocked_responses.post(TOKEN_URL, **kwargs)
+    with pytest.raises(KlaviyoUnavailable):
+        client.refresh(refresh_token="rt-1")
+
+
+@pytest.mark.parametrize("exc", [requests.ConnectTimeout(), requests.ReadTimeout(), requests.ConnectionError("reset")])
+def test_transport_failures_are_unavailable_errors(mocked_responses, exc):
+    mocked_responses.post(TOKEN_URL, body=exc)
+    with pytest.raises(KlaviyoUnavailable):
+        client.refresh(refresh_token="rt-1")
+
+
+def test_exchange_requires_a_refresh_token(mocked_responses):
+    mocked_responses.post(TOKEN_URL, json=token_body(refresh=None))
+    with pytest.raises(KlaviyoUnavailable, match="no refresh_token"):
+        client.exchange_code(code="c", code_verifier="v")
+
+
+def test_api_get_sends_bearer_revision_and_json_api_accept(mocked_responses):
+    mocked_responses.get(
+        PROFILES_URL,
+        match=[
+            matchers.header_matcher(
+                {"Authorization": "Bearer at-1", "revision": "2026-07-15", "Accept": "application/vnd.api+json"}
+            ),
+            matchers.query_param_matcher({"page[size]": "5"}),
+        ],
+        json=profiles_body("p1"),
+    )
+    body = client.get("/api/profiles", access_token="at-1", params={"page[size]": "5"})
+    assert body["data"][0]["id"] == "p1"
+
+
+def test_api_401_maps_to_unauthorized(mocked_responses):
+    mocked_responses.get(PROFILES_URL, status=401, json={"errors": [{"code": "authentication_failed"}]})
+    with pytest.raises(KlaviyoUnauthorized) as excinfo:
+        client.get("/api/profiles", access_token="at-1")
+    assert excinfo.value.code == "authentication_failed"
+
+
+def test_429_is_retried_honouring_retry_after_then_succeeds(mocked_responses):
+    throttled = {"errors": [{"code": "throttled", "detail": "Expected available in 1 second."}]}
+    mocked_responses.get(PROFILES_URL, status=429, json=throttled, headers={"retry-after": "1"})
+    mocked_responses.get(PROFILES_URL, status=429, json=throttled, headers={"Retry-After": "2"})
+    mocked_responses.get(PROFILES_URL, json=profiles_body("p1"))
+    assert client.get("/api/profiles", access_token="at-1")["data"][0]["id"] == "p1"
+    assert len(mocked_responses.calls) == 3
+
+
+def test_429_past_the_retry_attempts_is_throttled_with_retry_after(mocked_responses):
+    for _ in range(3):
+        mocked_responses.get(
+            PROFILES_URL, status=429, json={"errors": [{"code": "throttled"}]}, headers={"Retry-After": "1"}
+        )
+    with pytest.raises(KlaviyoThrottled) as excinfo:
+        client.get("/api/profiles", access_token="at-1")
+    assert excinfo.value.retry_after == 1
+    assert len(mocked_responses.calls) == 3  # 1 try + KLAVIYO_MAX_RETRIES (2)
+
+
+def test_retry_after_beyond_the_wait_budget_is_not_waited_for(mocked_responses):
+    mocked_responses.get(
+        PROFILES_URL, status=429, json={"errors": [{"code": "throttled"}]}, headers={"Retry-After": "60"}
+    )
+    with pytest.raises(KlaviyoThrottled) as excinfo:
+        client.get("/api/profiles", access_token="at-1")
+    assert excinfo.value.retry_after == 60
+    assert len(mocked_responses.calls) == 1
+
+
+@pytest.mark.parametrize("status", [503, 504, 524])
+def test_gateway_statuses_are_retried_then_reported_unavailable(mocked_responses, status):
+    for _ in range(3):
+        mocked_responses.get(PROFILES_URL, status=status, body="upstream trouble")
+    with pytest.raises(KlaviyoUnavailable) as excinfo:
+        client.get("/api/profiles", access_token="at-1")
+    assert excinfo.value.status == status
+    assert len(mocked_responses.calls) == 3
+
+
+def test_token_endpoint_is_never_retried_on_status(mocked_responses):
+    mocked_responses.post(TOKEN_URL, status=503, body="busy")
+    with pytest.raises(KlaviyoUnavailable):
+        client.refresh(refresh_token="rt-1")
+    assert len(mocked_responses.calls) == 1
+
+
+def test_500_and_502_are_not_retried(mocked_responses):
+    mocked_responses.get(PROFILES_URL, status=500, body="boom")
+    with pytest.raises(KlaviyoUnavailable):
+        client.get("/api/profiles", access_token="at-1")
+    assert len(mocked_responses.calls) == 1
+
+
+class _FakeResponse:
+    def __init__(self, status, headers):
+        self.status = status
+        self.headers = headers
+
+    def get_redirect_location(self):
+        return None
+
+
+def test_retry_plans_the_retry_after_wait_and_adds_up_waits():
+    from urllib3._collections import HTTPHeaderDict
+
+    retry = build_retry(retries=3, max_wait=5)
+    first = retry.increment("GET", "/api/profiles", response=_FakeResponse(429, HTTPHeaderDict({"retry-after": "2"})))
+    assert first.planned_wait == 2
+    second = first.increment("GET", "/api/profiles", response=_FakeResponse(429, HTTPHeaderDict({"Retry-After": "3"})))
+    assert second.waited == 5
+    from urllib3.exceptions import MaxRetryError
+
+    with pytest.raises(MaxRetryError):
+        second.increment("GET", "/api/profiles", response=_FakeResponse(429, HTTPHeaderDict({"Retry-After": "1"})))
+
+
+def test_backoff_is_jittered_and_grows():
+    retry = build_retry(retries=5, max_wait=100)
+    waits = []
+    for _ in range(3):
+        retry = retry.increment("GET", "/x", response=_FakeResponse(503, {}))
+        waits.append(retry.planned_wait)
+    assert 0.25 <= waits[0] <= 0.75
+    assert 0.375 <= waits[1] <= 1.125
+    assert 0.5625 <= waits[2] <= 1.6875
+    assert isinstance(retry, KlaviyoRetry)
