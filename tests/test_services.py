@@ -1,0 +1,230 @@
+"""Use cases, driven through the real storage and database; only Klaviyo is mocked."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from responses import matchers
+
+from oauth_integration import services
+from oauth_integration.exceptions import (
+    KlaviyoAPIError,
+    KlaviyoThrottled,
+    KlaviyoUnauthorized,
+    KlaviyoUnavailable,
+    ReauthorizationRequired,
+    TokenNotFound,
+)
+from oauth_integration.models import ConnectionEvent, ConnectionStatus, FailureReason, OAuthToken
+from tests.conftest import ACCOUNTS_URL, PROFILES_URL, REVOKE_URL, TOKEN_URL, accounts_body, profiles_body, token_body
+
+pytestmark = pytest.mark.django_db
+
+
+def bearer(token):
+    return matchers.header_matcher({"Authorization": f"Bearer {token}"})
+
+
+def refresh_form(token):
+    return matchers.urlencoded_params_matcher({"grant_type": "refresh_token", "refresh_token": token})
+
+
+def events(customer="cust-1"):
+    return list(
+        ConnectionEvent.objects.filter(customer_identifier=customer).order_by("id").values_list("kind", flat=True)
+    )
+
+
+def test_valid_token_is_used_without_refreshing(mocked_responses, make_connection):
+    make_connection()
+    mocked_responses.get(PROFILES_URL, match=[bearer("at-cust-1")], json=profiles_body("p1"))
+    body = services.get_profiles(customer_identifier="cust-1")
+    assert body["data"][0]["id"] == "p1"
+
+
+def test_token_expiring_within_the_margin_is_refreshed_first(mocked_responses, make_connection):
+    make_connection(expires_at=timezone.now() + timedelta(seconds=30))
+    mocked_responses.post(TOKEN_URL, match=[refresh_form("rt-cust-1")], json=token_body("at-2", "rt-2"))
+    mocked_responses.get(PROFILES_URL, match=[bearer("at-2")], json=profiles_body("p1"))
+    services.get_profiles(customer_identifier="cust-1")
+    row = OAuthToken.objects.get()
+    assert (row.access_token, row.refresh_token, row.version) == ("at-2", "rt-2", 2)
+    assert row.expires_at > timezone.now() + timedelta(minutes=59)
+    assert row.last_refreshed_at is not None
+    assert events() == ["refreshed"]
+
+
+def test_refresh_margin_is_configurable(mocked_responses, make_connection, settings):
+    settings.KLAVIYO_REFRESH_MARGIN_SECONDS = 600
+    make_connection(expires_at=timezone.now() + timedelta(minutes=5))
+    mocked_responses.post(TOKEN_URL, json=token_body("at-2", "rt-2"))
+    mocked_responses.get(PROFILES_URL, match=[bearer("at-2")], json=profiles_body())
+    services.get_profiles(customer_identifier="cust-1")
+
+
+def test_refresh_without_a_new_refresh_token_keeps_the_old_one(mocked_responses, make_connection):
+    make_connection(expires_at=timezone.now() - timedelta(seconds=1))
+    mocked_responses.post(TOKEN_URL, json=token_body("at-2", refresh=None))
+    mocked_responses.get(PROFILES_URL, match=[bearer("at-2")], json=profiles_body())
+    services.get_profiles(customer_identifier="cust-1")
+    assert OAuthToken.objects.get().refresh_token == "rt-cust-1"
+
+
+def test_401_refreshes_once_and_retries_once(mocked_responses, make_connection):
+    make_connection()
+    mocked_responses.get(
+        PROFILES_URL, match=[bearer("at-cust-1")], status=401, json={"errors": [{"code": "authentication_failed"}]}
+    )
+    mocked_responses.post(TOKEN_URL, match=[refresh_form("rt-cust-1")], json=token_body("at-2", "rt-2"))
+    mocked_responses.get(PROFILES_URL, match=[bearer("at-2")], json=profiles_body("p9"))
+    assert services.get_profiles(customer_identifier="cust-1")["data"][0]["id"] == "p9"
+    assert [c.request.method for c in mocked_responses.calls] == ["GET", "POST", "GET"]
+
+
+def test_a_second_401_is_reported_not_looped(mocked_responses, make_connection):
+    make_connection()
+    mocked_responses.get(PROFILES_URL, status=401, json={"errors": [{"code": "authentication_failed"}]})
+    mocked_responses.post(TOKEN_URL, json=token_body("at-2", "rt-2"))
+    with pytest.raises(KlaviyoUnauthorized):
+        services.get_profiles(customer_identifier="cust-1")
+    assert len(mocked_responses.calls) == 3
+    assert OAuthToken.objects.get().status == ConnectionStatus.ACTIVE
+
+
+def test_invalid_grant_marks_the_connection_and_deletes_nothing(mocked_responses, make_connection):
+    make_connection(expires_at=timezone.now() - timedelta(minutes=1))
+    mocked_responses.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    with pytest.raises(ReauthorizationRequired) as excinfo:
+        services.get_profiles(customer_identifier="cust-1")
+    assert excinfo.value.reason == FailureReason.REVOKED
+    row = OAuthToken.objects.get()
+    assert row.status == ConnectionStatus.NEEDS_REAUTHORIZATION
+    assert row.failure_reason == FailureReason.REVOKED
+    assert (row.access_token, row.refresh_token) == ("at-cust-1", "rt-cust-1")
+    assert events() == ["needs_reauthorization"]
+
+
+def test_invalid_grant_after_90_idle_days_is_expiry_from_inactivity(mocked_responses, make_connection):
+    long_ago = timezone.now() - timedelta(days=95)
+    make_connection(expires_at=long_ago, connected_at=long_ago, last_refreshed_at=long_ago)
+    mocked_responses.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    with pytest.raises(ReauthorizationRequired):
+        services.get_profiles(customer_identifier="cust-1")
+    assert OAuthToken.objects.get().failure_reason == FailureReason.EXPIRED_INACTIVE
+
+
+def test_broken_connection_is_refused_without_calling_klaviyo(mocked_responses, make_connection):
+    make_connection(status=ConnectionStatus.NEEDS_REAUTHORIZATION, failure_reason=FailureReason.REVOKED)
+    with pytest.raises(ReauthorizationRequired):
+        services.get_profiles(customer_identifier="cust-1")
+
+
+def test_unknown_customer_is_token_not_found(mocked_responses, db):
+    with pytest.raises(TokenNotFound):
+        services.get_profiles(customer_identifier="nobody")
+
+
+def test_invalid_grant_retries_with_a_refresh_token_that_changed_meanwhile(mocked_responses, make_connection):
+    make_connection(expires_at=timezone.now() - timedelta(minutes=1))
+
+    def rejected_while_someone_stores_a_new_token(request):
+        # Another worker (or a reconnect) stores a new refresh token while ours is in flight.
+        OAuthToken.objects.filter(customer_identifier="cust-1").update(refresh_token="rt-from-elsewhere")
+        return 400, {}, json.dumps({"error": "invalid_grant"})
+
+    mocked_responses.add_callback(
+        "POST", TOKEN_URL, callback=rejected_while_someone_stores_a_new_token, match=[refresh_form("rt-cust-1")]
+    )
+    mocked_responses.post(TOKEN_URL, match=[refresh_form("rt-from-elsewhere")], json=token_body("at-3", "rt-3"))
+    mocked_responses.get(PROFILES_URL, match=[bearer("at-3")], json=profiles_body())
+    services.get_profiles(customer_identifier="cust-1")
+    row = OAuthToken.objects.get()
+    assert (row.status, row.refresh_token) == (ConnectionStatus.ACTIVE, "rt-3")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"status": 503, "body": "down"}, FailureReason.KLAVIYO_UNAVAILABLE),
+        ({"status": 200, "body": "<html>not json</html>"}, FailureReason.KLAVIYO_UNAVAILABLE),
+        ({"status": 200, "json": {"access_token": None}}, FailureReason.KLAVIYO_UNAVAILABLE),
+        ({"status": 429, "json": {"error": "slow_down"}, "headers": {"Retry-After": "30"}}, FailureReason.THROTTLED),
+    ],
+)
+def test_failed_refresh_keeps_the_stored_tokens_usable(mocked_responses, make_connection, kwargs, reason):
+    make_connection(expires_at=timezone.now() - timedelta(minutes=1))
+    mocked_responses.post(TOKEN_URL, **kwargs)
+    with pytest.raises((KlaviyoUnavailable, KlaviyoThrottled)):
+        services.get_profiles(customer_identifier="cust-1")
+    row = OAuthToken.objects.get()
+    assert (row.access_token, row.refresh_token, row.status) == ("at-cust-1", "rt-cust-1", ConnectionStatus.ACTIVE)
+    assert row.failure_reason == reason
+    assert row.refresh_lease_owner == "" and row.refresh_lease_until is None
+    # Later, Klaviyo is back: the same connection refreshes fine.
+    mocked_responses.post(TOKEN_URL, match=[refresh_form("rt-cust-1")], json=token_body("at-2", "rt-2"))
+    mocked_responses.get(PROFILES_URL, match=[bearer("at-2")], json=profiles_body())
+    services.get_profiles(customer_identifier="cust-1")
+    assert OAuthToken.objects.get().failure_reason == ""
+
+
+def test_api_failures_are_recorded_on_the_connection(mocked_responses, make_connection):
+    make_connection()
+    mocked_responses.get(PROFILES_URL, status=403, json={"errors": [{"code": "permission_denied"}]})
+    with pytest.raises(KlaviyoAPIError) as excinfo:
+        services.get_profiles(customer_identifier="cust-1")
+    assert excinfo.value.status == 403
+    row = OAuthToken.objects.get()
+    assert row.failure_reason == FailureReason.MISSING_SCOPE
+    assert row.status == ConnectionStatus.ACTIVE
+
+
+def test_page_cursor_accepts_a_bare_cursor_or_the_links_next_url():
+    assert services.page_cursor("abc123") == "abc123"
+    nxt = "https://a.klaviyo.com/api/profiles?page%5Bcursor%5D=bmV4dDo6MTI&page%5Bsize%5D=5"
+    assert services.page_cursor(nxt) == "bmV4dDo6MTI"
+    with pytest.raises(ValueError, match="page\\[cursor\\]"):
+        services.page_cursor("https://a.klaviyo.com/api/profiles?page%5Bsize%5D=5")
+
+
+def test_disconnect_revokes_at_klaviyo_then_forgets_the_tokens(mocked_responses, make_connection):
+    make_connection()
+    mocked_responses.post(
+        REVOKE_URL,
+        match=[matchers.urlencoded_params_matcher({"token": "rt-cust-1", "token_type_hint": "refresh_token"})],
+        json={},
+    )
+    result = services.disconnect(customer_identifier="cust-1")
+    assert result.revoked_at_klaviyo
+    row = OAuthToken.objects.get()
+    assert (row.status, row.access_token, row.refresh_token) == (ConnectionStatus.REVOKED, None, None)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT access_token, refresh_token FROM oauth_integration_oauthtoken")
+        assert cursor.fetchone() == (None, None)
+    assert events() == ["revoked"]
+    with pytest.raises(ReauthorizationRequired):
+        services.get_profiles(customer_identifier="cust-1")
+
+
+def test_disconnect_still_forgets_locally_when_klaviyo_revoke_fails(mocked_responses, make_connection):
+    make_connection()
+    mocked_responses.post(REVOKE_URL, status=500, body="boom")
+    result = services.disconnect(customer_identifier="cust-1")
+    assert not result.revoked_at_klaviyo
+    assert "500" in result.failure
+    assert OAuthToken.objects.get().status == ConnectionStatus.REVOKED
+    assert events() == ["revoke_failed", "revoked"]
+
+
+def test_check_connection_calls_accounts_and_records_it(mocked_responses, make_connection):
+    make_connection()
+    mocked_responses.get(ACCOUNTS_URL, match=[bearer("at-cust-1")], json=accounts_body("ACC9", "Nine Ltd"))
+    assert services.check_connection(customer_identifier="cust-1") == "OK: Klaviyo account Nine Ltd (ACC9)"
+    assert events() == ["tested"]
+
+
+def test_refresh_connection_refreshes_even_a_fresh_token(mocked_responses, make_connection):
+    make_connection()
+    mocked_responses.post(TOKEN_URL, match=[refresh_form("rt-cust-1")], json=token_body("at-2", "rt-2"))
+    assert services.refresh_connection(customer_identifier="cust-1").version == 2
