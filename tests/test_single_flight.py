@@ -1,0 +1,165 @@
+"""Single-flight refresh: N concurrent callers on an expired token cause exactly one refresh.
+
+Runs against the configured database (SQLite by default, PostgreSQL when DATABASE_URL
+points at it) and a fake Klaviyo over real HTTP that counts refresh requests.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from oauth_integration import services
+from oauth_integration.models import ConnectionStatus, OAuthToken
+from tests.conftest import TEST_KEY
+from tests.fake_klaviyo import FakeKlaviyo
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def expire(customer="cust-1"):
+    OAuthToken.objects.filter(customer_identifier=customer).update(expires_at=timezone.now() - timedelta(seconds=5))
+
+
+def run_threads(count, fn):
+    barrier = threading.Barrier(count)
+    outcomes = []
+    lock = threading.Lock()
+
+    def work():
+        try:
+            barrier.wait()
+            fn()
+            outcome = "ok"
+        except Exception as exc:  # noqa: BLE001
+            outcome = f"{type(exc).__name__}: {exc}"
+        finally:
+            connection.close()
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=work) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return outcomes
+
+
+@pytest.fixture
+def connected(make_connection):
+    def make(fake, customer="cust-1"):
+        make_connection(customer, access_token=f"at-{customer}", refresh_token=f"rt-{customer}")
+        fake.grant(access_token=f"at-{customer}", refresh_token=f"rt-{customer}")
+        expire(customer)
+
+    return make
+
+
+@pytest.mark.parametrize("rotate", [False, True], ids=["no-rotation", "rotation"])
+def test_twenty_threads_on_an_expired_token_refresh_once(settings, connected, rotate):
+    with FakeKlaviyo(rotate_refresh_tokens=rotate) as fake:
+        settings.KLAVIYO_BASE_URL = fake.url
+        connected(fake)
+        outcomes = run_threads(20, lambda: services.get_profiles(customer_identifier="cust-1"))
+        assert outcomes == ["ok"] * 20
+        assert fake.refresh_requests == 1
+        assert fake.api_requests == 20
+    row = OAuthToken.objects.get()
+    assert row.status == ConnectionStatus.ACTIVE
+    assert row.version == 2
+    assert row.refresh_lease_owner == ""
+
+
+def test_a_rotation_storm_loses_no_connection(settings, connected):
+    with FakeKlaviyo(rotate_refresh_tokens=True, refresh_delay=0.05) as fake:
+        settings.KLAVIYO_BASE_URL = fake.url
+        connected(fake)
+        for round_number in range(1, 6):
+            outcomes = run_threads(10, lambda: services.get_profiles(customer_identifier="cust-1"))
+            assert outcomes == ["ok"] * 10
+            assert fake.refresh_requests == round_number
+            expire()
+    row = OAuthToken.objects.get()
+    assert row.status == ConnectionStatus.ACTIVE
+    assert row.refresh_token.startswith("rt-") and row.refresh_token != "rt-cust-1"
+
+
+def test_customers_refresh_independently(settings, connected):
+    with FakeKlaviyo() as fake:
+        settings.KLAVIYO_BASE_URL = fake.url
+        for customer in ("a", "b", "c"):
+            connected(fake, customer)
+        outcomes = run_threads(12, lambda: [services.get_profiles(customer_identifier=c) for c in ("a", "b", "c")])
+        assert outcomes == ["ok"] * 12
+        assert fake.refresh_requests == 3
+
+
+def test_a_lapsed_lease_is_taken_over(settings, connected):
+    with FakeKlaviyo(refresh_delay=0) as fake:
+        settings.KLAVIYO_BASE_URL = fake.url
+        connected(fake)
+        # A worker died while holding the lease; it lapsed a moment ago.
+        OAuthToken.objects.update(
+            refresh_lease_owner="dead-worker", refresh_lease_until=timezone.now() - timedelta(seconds=1)
+        )
+        services.get_profiles(customer_identifier="cust-1")
+        assert fake.refresh_requests == 1
+
+
+def _database_url_for_subprocess():
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        user = db.get("USER") or "postgres"
+        password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+        return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    pytest.skip(f"no subprocess URL for {connection.vendor}")
+
+
+@pytest.mark.parametrize("rotate", [False, True], ids=["no-rotation", "rotation"])
+def test_four_processes_of_five_threads_refresh_once(connected, rotate):
+    with FakeKlaviyo(rotate_refresh_tokens=rotate, refresh_delay=0.3) as fake:
+        connected(fake)
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url_for_subprocess(),
+            "KLAVIYO_BASE_URL": fake.url,
+            "KLAVIYO_CLIENT_ID": "client-id",
+            "KLAVIYO_CLIENT_SECRET": "client-secret",
+            "KLAVIYO_SANDBOX": "false",
+            "TOKEN_ENCRYPTION_KEY": TEST_KEY,
+            "TOKEN_ENCRYPTION_KEY_FALLBACKS": "",
+            "DEBUG": "false",
+            "SECRET_KEY": "test-secret-key-for-signing-links-only",
+        }
+        start_at = time.time() + 4  # after every process has imported Django
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.concurrency_worker", "cust-1", "5", str(start_at)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outcomes = []
+        for process in processes:
+            out, err = process.communicate(timeout=120)
+            assert process.returncode == 0, err[-2000:]
+            outcomes += json.loads(out.strip().splitlines()[-1])
+        assert outcomes == ["ok"] * 20
+        assert fake.refresh_requests == 1
+    assert OAuthToken.objects.get().status == ConnectionStatus.ACTIVE
