@@ -1,0 +1,101 @@
+"""System checks and the project's own consistency checks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from oauth_integration import checks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ids(messages):
+    return sorted(m.id for m in messages)
+
+
+def test_good_settings_pass_every_check():
+    assert checks.check_encryption_keys() == []
+    assert checks.check_klaviyo_settings() == []
+    assert checks.check_secret_key() == []
+
+
+def test_missing_key_is_an_error_outside_debug_and_a_warning_in_debug(settings):
+    settings.TOKEN_ENCRYPTION_KEY = ""
+    assert ids(checks.check_encryption_keys()) == ["oauth_integration.E001"]
+    settings.DEBUG = True
+    assert ids(checks.check_encryption_keys()) == ["oauth_integration.W001"]
+
+
+def test_malformed_keys_are_reported_without_their_value(settings):
+    settings.TOKEN_ENCRYPTION_KEY = "not-hex-" * 8
+    settings.TOKEN_ENCRYPTION_KEY_FALLBACKS = ["abc"]
+    messages = checks.check_encryption_keys()
+    assert ids(messages) == ["oauth_integration.E002", "oauth_integration.E003"]
+    assert all("not-hex-" not in m.msg and "abc" not in m.msg for m in messages)
+
+
+def test_missing_credentials_and_bad_urls_are_reported(settings):
+    settings.KLAVIYO_CLIENT_SECRET = ""
+    settings.KLAVIYO_BASE_URL = "a.klaviyo.com"
+    settings.KLAVIYO_REVISION = "latest"
+    assert ids(checks.check_klaviyo_settings()) == [
+        "oauth_integration.E004",
+        "oauth_integration.E005",
+        "oauth_integration.E007",
+    ]
+
+
+def test_placeholder_secret_key_is_an_error_outside_debug(settings):
+    settings.SECRET_KEY = settings.INSECURE_DEV_SECRET_KEY
+    assert ids(checks.check_secret_key()) == ["oauth_integration.E008"]
+
+
+def _manage(*args, **env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KLAVIYO_", "TOKEN_", "DATABASE_URL"))}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "klaviyo_site.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"KLAVIYO_HTTP_TIMEOUT": "soon"}, "KLAVIYO_HTTP_TIMEOUT must be a number"),
+        ({"DATABASE_URL": "nonsense://x"}, "DATABASE_URL is not a valid database URL"),
+        ({"DEBUG": "maybe"}, "DEBUG must be true or false"),
+        ({"TOKEN_ENCRYPTION_KEY": "1234"}, "TOKEN_ENCRYPTION_KEY must be 64 hexadecimal characters"),
+    ],
+)
+def test_malformed_environment_is_reported_by_checks_not_a_traceback(env, expected):
+    result = _manage("check", **{"DEBUG": "true", "SECRET_KEY": "x" * 50, **env})
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_comes_from_the_environment_and_sandbox_is_the_default_without_credentials():
+    result = _manage(
+        "shell",
+        "--verbosity",
+        "0",
+        "-c",
+        "from django.conf import settings; print(settings.KLAVIYO_SANDBOX, settings.PORT)",
+        PORT="8123",
+        DEBUG="true",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "8123"]
+
+
+@pytest.mark.django_db
+def test_models_and_migrations_are_in_sync():
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
