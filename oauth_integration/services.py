@@ -15,7 +15,10 @@ customer's access token expiring, exactly one of them refreshes:
 3. The winner calls Klaviyo with no transaction open, stores the new tokens
    (``version`` + 1) and releases the lease in the same UPDATE.
 4. The others poll the row until ``version`` moves on, then use the new token. If the
-   winner dies, its lease lapses after L seconds and another worker claims it.
+   winner dies, its lease lapses after L seconds and another worker claims it. If its
+   refresh fails (Klaviyo down), it leaves a "failed" marker in the lease so that the
+   waiting callers fail fast together instead of each retrying in turn; the next new
+   caller may claim the lease again at once.
 
 Why a lease and not ``SELECT ... FOR UPDATE`` around the HTTP call: a row lock would
 hold a transaction (and a pooled connection) open for the whole call to Klaviyo, up to
@@ -254,6 +257,7 @@ def _fresh_connection(customer_identifier: str, *, rejected_version: int | None 
     owner = uuid.uuid4().hex
     deadline = time.monotonic() + _lease_duration().total_seconds() + conf.http_timeout
     pause = 0.02
+    waiting = False
     while True:
         connection = token_storage.retrieve(customer_identifier)
         _ensure_usable(connection)
@@ -262,13 +266,22 @@ def _fresh_connection(customer_identifier: str, *, rejected_version: int | None 
                 return connection
         elif connection.version != rejected_version:
             return connection
+        if waiting and connection.last_refresh_failed:
+            # The refresh we were waiting for failed; don't all retry it one after another.
+            raise KlaviyoUnavailable(
+                f"Refreshing the token of {customer_identifier} failed in another worker ({connection.failure_reason})"
+            )
         if token_storage.claim_refresh(
             customer_identifier, version=connection.version, owner=owner, until=timezone.now() + _lease_duration()
         ):
+            succeeded = False
             try:
-                return _refresh_holding_lease(connection)
+                fresh = _refresh_holding_lease(connection)
+                succeeded = True
+                return fresh
             finally:
-                token_storage.release_refresh(customer_identifier, owner=owner)
+                token_storage.release_refresh(customer_identifier, owner=owner, failed=not succeeded)
+        waiting = True
         if rejected_version is None:
             rejected_version = connection.version  # wait for whoever holds the lease to move it on
         if time.monotonic() >= deadline:
@@ -321,7 +334,9 @@ def _refresh_holding_lease(connection: Connection) -> Connection:
             customer, Event.REFRESHED, f"access token valid until {grant.expires_at:%Y-%m-%d %H:%M:%S %Z}"
         )
         logger.info("Refreshed the Klaviyo token of %s", customer)
-        return token_storage.retrieve(customer)
+        fresh = token_storage.retrieve(customer)
+        _ensure_usable(fresh)  # disconnected while we were refreshing
+        return fresh
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -20,6 +20,10 @@ from oauth_integration.klaviyo import TokenGrant
 from oauth_integration.models import ConnectionEvent, ConnectionStatus, OAuthToken, PkceCode
 from oauth_integration.pkce import digest
 
+# Left in the lease columns by a refresh that failed, so the callers that were waiting for
+# it fail fast instead of each retrying in turn. It never blocks a new claim.
+FAILED_REFRESH_MARKER = "failed"
+
 
 @dataclass(frozen=True, slots=True)
 class Connection:
@@ -36,6 +40,12 @@ class Connection:
     klaviyo_account_id: str
     connected_at: datetime
     last_refreshed_at: datetime | None
+    refresh_lease_owner: str = ""
+
+    @property
+    def last_refresh_failed(self) -> bool:
+        """The most recent refresh attempt failed (see ``release_refresh(failed=True)``)."""
+        return self.refresh_lease_owner == FAILED_REFRESH_MARKER
 
     def expires_within(self, margin: timedelta, *, now: datetime | None = None) -> bool:
         """True when the access token is missing or expires within ``margin``."""
@@ -75,8 +85,8 @@ class TokenStorage(Protocol):
     def save_refreshed(self, customer_identifier: str, grant: TokenGrant) -> None:
         """Store refreshed tokens (keeping the old refresh token if none came back); release the lease."""
 
-    def release_refresh(self, customer_identifier: str, *, owner: str) -> None:
-        """Give the lease back if ``owner`` still holds it."""
+    def release_refresh(self, customer_identifier: str, *, owner: str, failed: bool = False) -> None:
+        """Give the lease back if ``owner`` still holds it, noting whether the refresh failed."""
 
     def record_failure(self, customer_identifier: str, *, reason: str, detail: str, broken: bool) -> None:
         """Note the last failure; ``broken`` marks the connection as needing reauthorization."""
@@ -114,6 +124,7 @@ def _connection(row: OAuthToken, *, with_secrets: bool = True) -> Connection:
         klaviyo_account_id=row.klaviyo_account_id,
         connected_at=row.connected_at,
         last_refreshed_at=row.last_refreshed_at,
+        refresh_lease_owner=row.refresh_lease_owner,
     )
 
 
@@ -169,7 +180,11 @@ class DjangoTokenStorage:
             OAuthToken.objects.filter(
                 customer_identifier=customer_identifier, version=version, status=ConnectionStatus.ACTIVE
             )
-            .filter(Q(refresh_lease_until__isnull=True) | Q(refresh_lease_until__lt=now))
+            .filter(
+                Q(refresh_lease_until__isnull=True)
+                | Q(refresh_lease_until__lt=now)
+                | Q(refresh_lease_owner=FAILED_REFRESH_MARKER)
+            )
             .update(refresh_lease_owner=owner, refresh_lease_until=until)
         )
         return claimed == 1
@@ -194,9 +209,10 @@ class DjangoTokenStorage:
             **values
         )
 
-    def release_refresh(self, customer_identifier: str, *, owner: str) -> None:
+    def release_refresh(self, customer_identifier: str, *, owner: str, failed: bool = False) -> None:
         OAuthToken.objects.filter(customer_identifier=customer_identifier, refresh_lease_owner=owner).update(
-            refresh_lease_owner="", refresh_lease_until=None
+            refresh_lease_owner=FAILED_REFRESH_MARKER if failed else "",
+            refresh_lease_until=timezone.now() if failed else None,
         )
 
     def record_failure(self, customer_identifier: str, *, reason: str, detail: str, broken: bool) -> None:

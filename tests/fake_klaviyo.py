@@ -15,8 +15,16 @@ from urllib.parse import parse_qs
 
 
 class FakeKlaviyo:
-    def __init__(self, *, rotate_refresh_tokens: bool = False, refresh_delay: float = 0.2, expires_in: int = 3600):
+    def __init__(
+        self,
+        *,
+        rotate_refresh_tokens: bool = False,
+        refresh_delay: float = 0.2,
+        expires_in: int = 3600,
+        refresh_outage: bool = False,
+    ):
         self.rotate_refresh_tokens = rotate_refresh_tokens
+        self.refresh_outage = refresh_outage
         self.refresh_delay = refresh_delay
         self.expires_in = expires_in
         self.refresh_requests = 0
@@ -50,6 +58,8 @@ class FakeKlaviyo:
         with self._lock:
             self.refresh_requests += 1
         time.sleep(self.refresh_delay)  # widen the window in which racing callers would refresh too
+        if self.refresh_outage:
+            return 503, {"error": "temporarily_unavailable"}
         token = form.get("refresh_token", "")
         with self._lock:
             if token not in self._refresh_tokens:

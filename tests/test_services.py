@@ -161,7 +161,7 @@ def test_failed_refresh_keeps_the_stored_tokens_usable(mocked_responses, make_co
     row = OAuthToken.objects.get()
     assert (row.access_token, row.refresh_token, row.status) == ("at-cust-1", "rt-cust-1", ConnectionStatus.ACTIVE)
     assert row.failure_reason == reason
-    assert row.refresh_lease_owner == "" and row.refresh_lease_until is None
+    assert row.refresh_lease_owner == "failed"  # marks the failure for waiters; never blocks a new claim
     # Later, Klaviyo is back: the same connection refreshes fine.
     mocked_responses.post(TOKEN_URL, match=[refresh_form("rt-cust-1")], json=token_body("at-2", "rt-2"))
     mocked_responses.get(PROFILES_URL, match=[bearer("at-2")], json=profiles_body())

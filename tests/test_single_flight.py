@@ -80,6 +80,19 @@ def test_twenty_threads_on_an_expired_token_refresh_once(settings, connected, ro
     assert row.refresh_lease_owner == ""
 
 
+def test_when_the_one_refresh_fails_its_waiters_fail_fast_together(settings, connected):
+    with FakeKlaviyo(refresh_outage=True, refresh_delay=0.3) as fake:
+        settings.KLAVIYO_BASE_URL = fake.url
+        connected(fake)
+        outcomes = run_threads(20, lambda: services.get_profiles(customer_identifier="cust-1"))
+        assert len(outcomes) == 20
+        assert all(o.startswith("KlaviyoUnavailable") for o in outcomes), outcomes
+        assert fake.refresh_requests == 1
+        assert fake.api_requests == 0
+    row = OAuthToken.objects.get()
+    assert (row.status, row.refresh_token, row.access_token) == (ConnectionStatus.ACTIVE, "rt-cust-1", "at-cust-1")
+
+
 def test_a_rotation_storm_loses_no_connection(settings, connected):
     with FakeKlaviyo(rotate_refresh_tokens=True, refresh_delay=0.05) as fake:
         settings.KLAVIYO_BASE_URL = fake.url
