@@ -18,7 +18,11 @@ from oauth_integration.links import build_start_link
 from oauth_integration.models import ConnectionEvent, ConnectionStatus, FailureReason, OAuthToken, PkceCode
 from tests.conftest import ACCOUNTS_URL, OTHER_KEY, REVOKE_URL, TOKEN_URL, accounts_body, token_body
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    # WhiteNoise notes that collectstatic has not run; the admin's pages do not need it here.
+    pytest.mark.filterwarnings("ignore:No directory at:UserWarning"),
+]
 
 CONNECTIONS = "/admin/oauth_integration/oauthtoken/"
 PENDING = "/admin/oauth_integration/pkcecode/"
@@ -68,12 +72,14 @@ def secrets_of(*customers: str) -> list[str]:
     return found
 
 
-def post_action(client: Client, action: str, *rows: OAuthToken, url: str = CONNECTIONS, **extra: str):
+def post_action(client: Client, action: str, *rows: OAuthToken, **extra: str):
+    """Tick ``rows`` on the changelist, pick ``action`` and press Go."""
     data = {"action": action, "index": "0", "_selected_action": [str(row.pk) for row in rows], **extra}
-    return client.post(url, data, follow=True)
+    return client.post(CONNECTIONS, data, follow=True)
 
 
 def confirm_revoke(client: Client, *rows: OAuthToken):
+    """Press "Yes, revoke" on the confirmation page for ``rows``."""
     data = {"action": "revoke_and_disconnect", "post": "yes", "_selected_action": [str(row.pk) for row in rows]}
     return client.post(CONNECTIONS, data, follow=True)
 
