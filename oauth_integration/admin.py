@@ -108,6 +108,9 @@ class OAuthTokenAdmin(admin.ModelAdmin):
     # Secrets and the refresh lease are neither loaded nor shown.
     exclude = ("access_token", "refresh_token", "refresh_lease_owner", "refresh_lease_until", "version")
 
+    class Media:
+        css = {"all": ("oauth_integration/admin.css",)}
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[OAuthToken]:
         return super().get_queryset(request).defer("access_token", "refresh_token")
 
@@ -135,15 +138,17 @@ class OAuthTokenAdmin(admin.ModelAdmin):
                 return self._status(ACCESS_EXPIRED_LABEL, "icon-clock.svg")
             return self._status(ConnectionStatus.ACTIVE.label, "icon-yes.svg")
         if obj.status == ConnectionStatus.NEEDS_REAUTHORIZATION:
-            label = ConnectionStatus.NEEDS_REAUTHORIZATION.label
-            if obj.failure_reason:
-                label = f"{label}: {obj.get_failure_reason_display()}"
-            return self._status(label, "icon-alert.svg")
+            return self._status(
+                ConnectionStatus.NEEDS_REAUTHORIZATION.label, "icon-alert.svg", obj.get_failure_reason_display()
+            )
         return self._status(obj.get_status_display(), "icon-no.svg")
 
     @staticmethod
-    def _status(label: str, icon: str) -> str:
-        return format_html('<img src="{}" alt="" width="13" height="13"> {}', static(f"admin/img/{icon}"), label)
+    def _status(label: str, icon: str, reason: str = "") -> str:
+        html = format_html('<img src="{}" alt="" width="13" height="13"> {}', static(f"admin/img/{icon}"), label)
+        if reason:
+            html = format_html("{}:<br><small>{}</small>", html, reason)
+        return html
 
     @admin.display(description="Klaviyo account")
     def klaviyo_account(self, obj: OAuthToken) -> str:
