@@ -1,58 +1,326 @@
-"""Admin for Klaviyo connections: read-only, secrets never shown; actions call services."""
+"""Admin for Klaviyo connections: read-only, secrets never loaded or shown; actions call services.
+
+The connections changelist never decrypts anything: its queryset defers both token
+columns, and no display method touches them. Nothing here is edited by hand; the three
+actions each delegate to one service per customer and report the outcome.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
-from django.http import HttpRequest
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
-from oauth_integration.models import ConnectionEvent, OAuthToken, PkceCode
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils import formats, timezone
+from django.utils.html import format_html
+
+from oauth_integration import services
+from oauth_integration.exceptions import OAuthIntegrationError
+from oauth_integration.models import ConnectionEvent, ConnectionStatus, OAuthToken, PkceCode
+
+# Each selected connection costs one or two calls to Klaviyo within the request.
+MAX_CONNECTIONS_PER_ACTION = 50
+# Events shown on a connection's page; the rest are one link away.
+HISTORY_LENGTH = 50
+
+ACCESS_EXPIRED = "access_expired"
+ACCESS_EXPIRED_LABEL = "Access expired, will refresh"
+
+
+def _when(value: datetime | None) -> str:
+    return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT") if value else ""
+
+
+class ConnectionStatusFilter(admin.SimpleListFilter):
+    """The stored status, with active connections split by whether their access token has expired."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [
+            (ConnectionStatus.ACTIVE, ConnectionStatus.ACTIVE.label),
+            (ACCESS_EXPIRED, ACCESS_EXPIRED_LABEL),
+            (ConnectionStatus.NEEDS_REAUTHORIZATION, ConnectionStatus.NEEDS_REAUTHORIZATION.label),
+            (ConnectionStatus.REVOKED, ConnectionStatus.REVOKED.label),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> QuerySet[OAuthToken]:
+        value = self.value()
+        now = timezone.now()
+        if value == ConnectionStatus.ACTIVE:
+            return queryset.filter(status=ConnectionStatus.ACTIVE, expires_at__gt=now)
+        if value == ACCESS_EXPIRED:
+            return queryset.filter(status=ConnectionStatus.ACTIVE).filter(
+                Q(expires_at__lte=now) | Q(expires_at__isnull=True)
+            )
+        if value in (ConnectionStatus.NEEDS_REAUTHORIZATION, ConnectionStatus.REVOKED):
+            return queryset.filter(status=value)
+        return queryset
 
 
 @admin.register(OAuthToken)
 class OAuthTokenAdmin(admin.ModelAdmin):
     list_display = (
         "customer_identifier",
-        "status",
-        "klaviyo_account_name",
-        "expires_at",
+        "connection_status",
+        "klaviyo_account",
+        "scopes",
+        "access_expires",
         "last_refreshed_at",
-        "failure_reason",
+        "last_failure",
         "connected_at",
     )
-    list_filter = ("status",)
+    list_filter = (ConnectionStatusFilter,)
     search_fields = ("customer_identifier", "klaviyo_account_id", "klaviyo_account_name")
-    exclude = ("access_token", "refresh_token", "refresh_lease_owner")
-    readonly_fields = tuple(
-        f.name
-        for f in OAuthToken._meta.concrete_fields
-        if f.name not in ("id", "access_token", "refresh_token", "refresh_lease_owner")
+    search_help_text = "Search by customer identifier, Klaviyo account id or Klaviyo account name."
+    ordering = ("customer_identifier",)
+    # Only indexed columns can be sorted on: the changelist stays fast with 100,000 rows.
+    sortable_by = ("customer_identifier", "access_expires", "last_refreshed_at", "connected_at")
+    list_per_page = 50
+    show_full_result_count = False
+    actions = ("revoke_and_disconnect", "refresh_now", "test_connection")
+    fieldsets = (
+        (None, {"fields": ("customer_identifier", "connection_status", "klaviyo_account_id", "klaviyo_account_name")}),
+        ("Tokens", {"fields": ("scopes", "expires_at", "last_refreshed_at", "connected_at", "updated_at")}),
+        ("Last failure", {"fields": ("failure_reason", "failure_detail", "failed_at")}),
     )
+    readonly_fields = (
+        "customer_identifier",
+        "connection_status",
+        "klaviyo_account_id",
+        "klaviyo_account_name",
+        "scopes",
+        "expires_at",
+        "last_refreshed_at",
+        "connected_at",
+        "updated_at",
+        "failure_reason",
+        "failure_detail",
+        "failed_at",
+    )
+    # Secrets and the refresh lease are neither loaded nor shown.
+    exclude = ("access_token", "refresh_token", "refresh_lease_owner", "refresh_lease_until", "version")
+
+    class Media:
+        css = {"all": ("oauth_integration/admin.css",)}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OAuthToken]:
+        return super().get_queryset(request).defer("access_token", "refresh_token")
+
+    # --- permissions: connections come from /start, never from a form -------------------
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: OAuthToken | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: OAuthToken | None = None) -> bool:
+        return False  # "Revoke & disconnect" is the way to remove tokens
+
+    def has_manage_permission(self, request: HttpRequest) -> bool:
+        """Who may run the actions: users allowed to change connections."""
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    # --- columns ---------------------------------------------------------------------------
+
+    @admin.display(description="Status")
+    def connection_status(self, obj: OAuthToken) -> str:
+        if obj.status == ConnectionStatus.ACTIVE:
+            if obj.expires_within(timedelta(0)):
+                return self._status(ACCESS_EXPIRED_LABEL, "icon-clock.svg")
+            return self._status(ConnectionStatus.ACTIVE.label, "icon-yes.svg")
+        if obj.status == ConnectionStatus.NEEDS_REAUTHORIZATION:
+            return self._status(
+                ConnectionStatus.NEEDS_REAUTHORIZATION.label, "icon-alert.svg", obj.get_failure_reason_display()
+            )
+        return self._status(obj.get_status_display(), "icon-no.svg")
+
+    @staticmethod
+    def _status(label: str, icon: str, reason: str = "") -> str:
+        html = format_html('<img src="{}" alt="" width="13" height="13"> {}', static(f"admin/img/{icon}"), label)
+        if reason:
+            html = format_html("{}:<br><small>{}</small>", html, reason)
+        return html
+
+    @admin.display(description="Klaviyo account")
+    def klaviyo_account(self, obj: OAuthToken) -> str:
+        if not obj.klaviyo_account_id and not obj.klaviyo_account_name:
+            return self.get_empty_value_display()
+        return format_html("{} ({})", obj.klaviyo_account_name or "?", obj.klaviyo_account_id or "unknown id")
+
+    @admin.display(description="Access token expires", ordering="expires_at")
+    def access_expires(self, obj: OAuthToken) -> str:
+        return _when(obj.expires_at) or self.get_empty_value_display()
+
+    @admin.display(description="Last failure")
+    def last_failure(self, obj: OAuthToken) -> str:
+        if not obj.failure_reason:
+            return self.get_empty_value_display()
+        return format_html(
+            "<strong>{}</strong><br>{}<br><small>{}</small>",
+            obj.get_failure_reason_display(),
+            obj.failure_detail,
+            _when(obj.failed_at),
+        )
+
+    # --- change page: the customer's history (events are keyed by customer, not by row) ---
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict,
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: OAuthToken | None = None,
+    ) -> TemplateResponse:
+        if obj is not None:
+            events = ConnectionEvent.objects.filter(customer_identifier=obj.customer_identifier)
+            context["connection_events"] = events[:HISTORY_LENGTH]  # newest first (Meta.ordering)
+            context["connection_events_url"] = "{}?{}".format(
+                reverse("admin:oauth_integration_connectionevent_changelist"),
+                urlencode({"customer_identifier__exact": obj.customer_identifier}),
+            )
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def _selected(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> list[OAuthToken] | None:
+        selected = list(queryset.order_by("customer_identifier")[: MAX_CONNECTIONS_PER_ACTION + 1])
+        if len(selected) > MAX_CONNECTIONS_PER_ACTION:
+            self.message_user(
+                request,
+                f"Select at most {MAX_CONNECTIONS_PER_ACTION} connections at a time: "
+                "each one is a call to Klaviyo. Nothing was done.",
+                messages.ERROR,
+            )
+            return None
+        return selected
+
+    @admin.action(description="Revoke & disconnect", permissions=["manage"])
+    def revoke_and_disconnect(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> TemplateResponse | None:
+        selected = self._selected(request, queryset)
+        if selected is None:
+            return None
+        if request.POST.get("post") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/oauth_integration/oauthtoken/revoke_confirmation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Revoke & disconnect Klaviyo connections",
+                    "subtitle": None,
+                    "opts": self.opts,
+                    "connections": selected,
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                    "media": self.media,
+                },
+            )
+        for connection in selected:
+            customer = connection.customer_identifier
+            try:
+                result = services.disconnect(customer_identifier=customer)
+            except OAuthIntegrationError as exc:
+                self.message_user(request, f"{customer}: not disconnected: {exc}", messages.ERROR)
+                continue
+            if result.revoked_at_klaviyo:
+                self.message_user(request, f"{customer}: revoked at Klaviyo and disconnected.", messages.SUCCESS)
+            elif result.failure:
+                self.message_user(
+                    request,
+                    f"{customer}: disconnected here, but revoking at Klaviyo failed ({result.failure}); "
+                    "the app may still be listed in the customer's Klaviyo account.",
+                    messages.WARNING,
+                )
+            else:
+                self.message_user(request, f"{customer}: had no token to revoke; disconnected.", messages.INFO)
+            self.log_change(request, connection, "Revoked & disconnected")
+        return None
+
+    @admin.action(description="Refresh now", permissions=["manage"])
+    def refresh_now(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
+        for connection in self._selected(request, queryset) or ():
+            customer = connection.customer_identifier
+            try:
+                refreshed = services.refresh_connection(customer_identifier=customer)
+            except OAuthIntegrationError as exc:
+                self.message_user(request, f"{customer}: refresh failed: {exc}", messages.ERROR)
+                continue
+            self.message_user(
+                request,
+                f"{customer}: refreshed; access token valid until {_when(refreshed.expires_at)}.",
+                messages.SUCCESS,
+            )
+            self.log_change(request, connection, "Refreshed now")
+
+    @admin.action(description="Test connection", permissions=["manage"])
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
+        for connection in self._selected(request, queryset) or ():
+            customer = connection.customer_identifier
+            try:
+                result = services.check_connection(customer_identifier=customer)
+            except OAuthIntegrationError as exc:
+                self.message_user(request, f"{customer}: test failed: {exc}", messages.ERROR)
+                continue
+            self.message_user(request, f"{customer}: {result}", messages.SUCCESS)
 
 
 @admin.register(PkceCode)
 class PkceCodeAdmin(admin.ModelAdmin):
-    list_display = ("customer_identifier", "created_at", "expires_at")
-    fields = ("customer_identifier", "created_at", "expires_at")
+    """Pending authorizations: who started connecting and until when. No verifier, no hashes."""
+
+    list_display = ("customer_identifier", "created_at", "expires_at", "expired")
+    fields = ("customer_identifier", "created_at", "expires_at", "expired")
     readonly_fields = fields
+    search_fields = ("customer_identifier",)
+    ordering = ("-expires_at",)
+    list_per_page = 50
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PkceCode]:
+        return super().get_queryset(request).only("id", "customer_identifier", "created_at", "expires_at")
+
+    @admin.display(description="Expired", boolean=True)
+    def expired(self, obj: PkceCode) -> bool:
+        return obj.is_expired()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: PkceCode | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: PkceCode | None = None) -> bool:
         return False
 
 
 @admin.register(ConnectionEvent)
 class ConnectionEventAdmin(admin.ModelAdmin):
+    """The connection history, as written by the services. Append-only."""
+
     list_display = ("created_at", "customer_identifier", "kind", "detail")
     list_filter = ("kind",)
-    search_fields = ("customer_identifier",)
+    fields = ("created_at", "customer_identifier", "kind", "detail")
+    readonly_fields = fields
+    search_fields = ("customer_identifier__exact",)
+    search_help_text = "Search by exact customer identifier."
+    list_per_page = 100
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # counting every kind would scan the whole history
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: ConnectionEvent | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ConnectionEvent | None = None) -> bool:
         return False

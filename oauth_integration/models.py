@@ -59,7 +59,7 @@ class OAuthToken(models.Model):
     failure_detail = models.CharField(max_length=255, blank=True, default="")
     failed_at = models.DateTimeField(null=True, blank=True)
 
-    connected_at = models.DateTimeField(default=timezone.now)
+    connected_at = models.DateTimeField(default=timezone.now, db_index=True)
     last_refreshed_at = models.DateTimeField(null=True, blank=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -106,6 +106,10 @@ class PkceCode(models.Model):
 
     def __str__(self) -> str:
         return f"Pending authorization for {self.customer_identifier}"
+
+    def is_expired(self, *, now: datetime | None = None) -> bool:
+        """True once this authorization can no longer be completed."""
+        return self.expires_at <= (now or timezone.now())
 
 
 class ConnectionEvent(models.Model):
