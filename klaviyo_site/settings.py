@@ -97,6 +97,7 @@ KLAVIYO_HTTP_TIMEOUT = _env_number("KLAVIYO_HTTP_TIMEOUT", 10.0, minimum=0.1)
 KLAVIYO_REFRESH_MARGIN_SECONDS = int(_env_number("KLAVIYO_REFRESH_MARGIN_SECONDS", 60, minimum=0, integer=True))
 KLAVIYO_MAX_RETRIES = int(_env_number("KLAVIYO_MAX_RETRIES", 2, minimum=0, integer=True))
 KLAVIYO_RETRY_MAX_WAIT = _env_number("KLAVIYO_RETRY_MAX_WAIT", 10.0, minimum=0)
+KLAVIYO_REFRESH_FAILURE_COOLDOWN = _env_number("KLAVIYO_REFRESH_FAILURE_COOLDOWN", 5.0, minimum=0)
 KLAVIYO_START_LINK_MAX_AGE = int(_env_number("KLAVIYO_START_LINK_MAX_AGE", 3600, minimum=1, integer=True))
 
 # --- Token encryption --------------------------------------------------------------------

@@ -72,6 +72,11 @@ class _Conf:
         return float(settings.KLAVIYO_RETRY_MAX_WAIT)
 
     @property
+    def refresh_failure_cooldown(self) -> timedelta:
+        """After a failed refresh, callers fail fast for this long instead of hammering Klaviyo."""
+        return timedelta(seconds=float(settings.KLAVIYO_REFRESH_FAILURE_COOLDOWN))
+
+    @property
     def start_link_max_age(self) -> int:
         """Seconds a signed /start link stays valid."""
         return int(settings.KLAVIYO_START_LINK_MAX_AGE)

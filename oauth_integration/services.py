@@ -16,9 +16,9 @@ customer's access token expiring, exactly one of them refreshes:
    (``version`` + 1) and releases the lease in the same UPDATE.
 4. The others poll the row until ``version`` moves on, then use the new token. If the
    winner dies, its lease lapses after L seconds and another worker claims it. If its
-   refresh fails (Klaviyo down), it leaves a "failed" marker in the lease so that the
-   waiting callers fail fast together instead of each retrying in turn; the next new
-   caller may claim the lease again at once.
+   refresh fails (Klaviyo down), it leaves a "failed" marker in the lease for
+   KLAVIYO_REFRESH_FAILURE_COOLDOWN seconds: the waiting callers, and new ones meanwhile,
+   fail fast together instead of each retrying the refresh in turn.
 
 Why a lease and not ``SELECT ... FOR UPDATE`` around the HTTP call: a row lock would
 hold a transaction (and a pooled connection) open for the whole call to Klaviyo, up to
@@ -266,8 +266,10 @@ def _fresh_connection(customer_identifier: str, *, rejected_version: int | None 
                 return connection
         elif connection.version != rejected_version:
             return connection
-        if waiting and connection.last_refresh_failed:
-            # The refresh we were waiting for failed; don't all retry it one after another.
+        if connection.last_refresh_failed and (
+            waiting or (connection.refresh_lease_until and connection.refresh_lease_until > timezone.now())
+        ):
+            # The refresh we waited for, or one moments ago, failed: don't all retry it in turn.
             raise KlaviyoUnavailable(
                 f"Refreshing the token of {customer_identifier} failed in another worker ({connection.failure_reason})"
             )
@@ -280,7 +282,8 @@ def _fresh_connection(customer_identifier: str, *, rejected_version: int | None 
                 succeeded = True
                 return fresh
             finally:
-                token_storage.release_refresh(customer_identifier, owner=owner, failed=not succeeded)
+                failed_until = None if succeeded else timezone.now() + conf.refresh_failure_cooldown
+                token_storage.release_refresh(customer_identifier, owner=owner, failed_until=failed_until)
         waiting = True
         if rejected_version is None:
             rejected_version = connection.version  # wait for whoever holds the lease to move it on

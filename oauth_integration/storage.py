@@ -20,8 +20,9 @@ from oauth_integration.klaviyo import TokenGrant
 from oauth_integration.models import ConnectionEvent, ConnectionStatus, OAuthToken, PkceCode
 from oauth_integration.pkce import digest
 
-# Left in the lease columns by a refresh that failed, so the callers that were waiting for
-# it fail fast instead of each retrying in turn. It never blocks a new claim.
+# Left in the lease columns by a refresh that failed, until a short cool-down ends: the
+# callers that were waiting for it, and new ones meanwhile, fail fast instead of each
+# retrying the refresh in turn.
 FAILED_REFRESH_MARKER = "failed"
 
 
@@ -41,10 +42,11 @@ class Connection:
     connected_at: datetime
     last_refreshed_at: datetime | None
     refresh_lease_owner: str = ""
+    refresh_lease_until: datetime | None = None
 
     @property
     def last_refresh_failed(self) -> bool:
-        """The most recent refresh attempt failed (see ``release_refresh(failed=True)``)."""
+        """The most recent refresh attempt failed (see ``release_refresh(failed_until=...)``)."""
         return self.refresh_lease_owner == FAILED_REFRESH_MARKER
 
     def expires_within(self, margin: timedelta, *, now: datetime | None = None) -> bool:
@@ -85,8 +87,8 @@ class TokenStorage(Protocol):
     def save_refreshed(self, customer_identifier: str, grant: TokenGrant) -> None:
         """Store refreshed tokens (keeping the old refresh token if none came back); release the lease."""
 
-    def release_refresh(self, customer_identifier: str, *, owner: str, failed: bool = False) -> None:
-        """Give the lease back if ``owner`` still holds it, noting whether the refresh failed."""
+    def release_refresh(self, customer_identifier: str, *, owner: str, failed_until: datetime | None = None) -> None:
+        """Give the lease back if ``owner`` still holds it; after a failure, mark it until ``failed_until``."""
 
     def record_failure(self, customer_identifier: str, *, reason: str, detail: str, broken: bool) -> None:
         """Note the last failure; ``broken`` marks the connection as needing reauthorization."""
@@ -125,6 +127,7 @@ def _connection(row: OAuthToken, *, with_secrets: bool = True) -> Connection:
         connected_at=row.connected_at,
         last_refreshed_at=row.last_refreshed_at,
         refresh_lease_owner=row.refresh_lease_owner,
+        refresh_lease_until=row.refresh_lease_until,
     )
 
 
@@ -180,11 +183,7 @@ class DjangoTokenStorage:
             OAuthToken.objects.filter(
                 customer_identifier=customer_identifier, version=version, status=ConnectionStatus.ACTIVE
             )
-            .filter(
-                Q(refresh_lease_until__isnull=True)
-                | Q(refresh_lease_until__lt=now)
-                | Q(refresh_lease_owner=FAILED_REFRESH_MARKER)
-            )
+            .filter(Q(refresh_lease_until__isnull=True) | Q(refresh_lease_until__lt=now))
             .update(refresh_lease_owner=owner, refresh_lease_until=until)
         )
         return claimed == 1
@@ -209,10 +208,10 @@ class DjangoTokenStorage:
             **values
         )
 
-    def release_refresh(self, customer_identifier: str, *, owner: str, failed: bool = False) -> None:
+    def release_refresh(self, customer_identifier: str, *, owner: str, failed_until: datetime | None = None) -> None:
         OAuthToken.objects.filter(customer_identifier=customer_identifier, refresh_lease_owner=owner).update(
-            refresh_lease_owner=FAILED_REFRESH_MARKER if failed else "",
-            refresh_lease_until=timezone.now() if failed else None,
+            refresh_lease_owner=FAILED_REFRESH_MARKER if failed_until else "",
+            refresh_lease_until=failed_until,
         )
 
     def record_failure(self, customer_identifier: str, *, reason: str, detail: str, broken: bool) -> None:

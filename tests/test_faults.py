@@ -115,6 +115,7 @@ def test_garbage_from_the_token_endpoint_never_overwrites_tokens(settings, expir
 
 
 def test_tokens_work_again_after_the_outage(settings, expired):
+    settings.KLAVIYO_REFRESH_FAILURE_COOLDOWN = 0
     with ScriptedServer([(503, {}, "down"), GOOD_TOKEN, PROFILES]) as server:
         settings.KLAVIYO_BASE_URL = server.url
         with pytest.raises(KlaviyoUnavailable):

@@ -153,7 +153,8 @@ def test_invalid_grant_retries_with_a_refresh_token_that_changed_meanwhile(mocke
         ({"status": 429, "json": {"error": "slow_down"}, "headers": {"Retry-After": "30"}}, FailureReason.THROTTLED),
     ],
 )
-def test_failed_refresh_keeps_the_stored_tokens_usable(mocked_responses, make_connection, kwargs, reason):
+def test_failed_refresh_keeps_the_stored_tokens_usable(mocked_responses, make_connection, settings, kwargs, reason):
+    settings.KLAVIYO_REFRESH_FAILURE_COOLDOWN = 0
     make_connection(expires_at=timezone.now() - timedelta(minutes=1))
     mocked_responses.post(TOKEN_URL, **kwargs)
     with pytest.raises((KlaviyoUnavailable, KlaviyoThrottled)):
@@ -161,12 +162,27 @@ def test_failed_refresh_keeps_the_stored_tokens_usable(mocked_responses, make_co
     row = OAuthToken.objects.get()
     assert (row.access_token, row.refresh_token, row.status) == ("at-cust-1", "rt-cust-1", ConnectionStatus.ACTIVE)
     assert row.failure_reason == reason
-    assert row.refresh_lease_owner == "failed"  # marks the failure for waiters; never blocks a new claim
+    assert row.refresh_lease_owner == "failed"  # marks the failure for the callers that waited on it
     # Later, Klaviyo is back: the same connection refreshes fine.
     mocked_responses.post(TOKEN_URL, match=[refresh_form("rt-cust-1")], json=token_body("at-2", "rt-2"))
     mocked_responses.get(PROFILES_URL, match=[bearer("at-2")], json=profiles_body())
     services.get_profiles(customer_identifier="cust-1")
     assert OAuthToken.objects.get().failure_reason == ""
+
+
+def test_after_a_failed_refresh_callers_fail_fast_until_the_cooldown_ends(mocked_responses, make_connection):
+    make_connection(expires_at=timezone.now() - timedelta(minutes=1))
+    mocked_responses.post(TOKEN_URL, status=503, body="down")
+    with pytest.raises(KlaviyoUnavailable):
+        services.get_profiles(customer_identifier="cust-1")
+    with pytest.raises(KlaviyoUnavailable, match="failed in another worker"):
+        services.get_profiles(customer_identifier="cust-1")  # no request: the strict mock has none left
+    assert len(mocked_responses.calls) == 1
+    OAuthToken.objects.update(refresh_lease_until=timezone.now() - timedelta(seconds=1))  # the cooldown ends
+    mocked_responses.post(TOKEN_URL, match=[refresh_form("rt-cust-1")], json=token_body("at-2", "rt-2"))
+    mocked_responses.get(PROFILES_URL, match=[bearer("at-2")], json=profiles_body())
+    services.get_profiles(customer_identifier="cust-1")
+    assert OAuthToken.objects.get().refresh_lease_owner == ""
 
 
 def test_api_failures_are_recorded_on_the_connection(mocked_responses, make_connection):
