@@ -51,6 +51,7 @@ from oauth_integration import pkce
 from oauth_integration.conf import conf
 from oauth_integration.exceptions import (
     AuthorizationStateError,
+    EncryptionKeyError,
     InvalidGrant,
     KlaviyoAPIError,
     KlaviyoError,
@@ -59,6 +60,7 @@ from oauth_integration.exceptions import (
     KlaviyoUnavailable,
     ReauthorizationRequired,
     RefreshInProgress,
+    TokenDecryptionError,
 )
 from oauth_integration.klaviyo import KlaviyoClient
 from oauth_integration.models import ConnectionEvent, ConnectionStatus, FailureReason
@@ -206,7 +208,15 @@ def call_klaviyo(*, customer_identifier: str, path: str, params: dict[str, str] 
     except KlaviyoUnauthorized:
         logger.info("Klaviyo rejected the access token of %s; refreshing once", customer_identifier)
         connection = _fresh_connection(customer_identifier, rejected_version=connection.version)
-        return _get(connection, path, params)
+        try:
+            return _get(connection, path, params)
+        except KlaviyoUnauthorized as exc:
+            detail = f"GET {path}: a freshly refreshed access token was rejected ({exc.code})"
+            token_storage.record_failure(
+                customer_identifier, reason=FailureReason.KLAVIYO_ERROR, detail=detail, broken=False
+            )
+            token_storage.record_event(customer_identifier, Event.CALL_FAILED, detail)
+            raise
 
 
 def _get(connection: Connection, path: str, params: dict[str, str] | None) -> dict[str, Any]:
@@ -356,30 +366,41 @@ class Disconnected:
 def disconnect(*, customer_identifier: str) -> Disconnected:
     """Revoke the refresh token at Klaviyo, then forget the tokens locally (always).
 
-    If Klaviyo's revoke fails, the local disconnect still happens and the failure is
-    recorded in the history. Raises TokenNotFound.
+    If Klaviyo's revoke fails, or the stored token cannot be decrypted, the local
+    disconnect still happens and the failure is recorded in the history.
+    Raises TokenNotFound.
     """
-    connection = token_storage.retrieve(customer_identifier)
-    failure = ""
-    if connection.refresh_token:
+    try:
+        refresh_token, failure = token_storage.retrieve(customer_identifier).refresh_token, ""
+    except (TokenDecryptionError, EncryptionKeyError) as exc:
+        refresh_token, failure = None, f"the stored token cannot be decrypted ({type(exc).__name__})"
+    if refresh_token:
         try:
-            klaviyo.revoke(refresh_token=connection.refresh_token)
+            klaviyo.revoke(refresh_token=refresh_token)
         except KlaviyoError as exc:
             failure = str(exc)
-            token_storage.record_event(customer_identifier, Event.REVOKE_FAILED, failure)
             logger.warning("Revoking the token of %s at Klaviyo failed: %s", customer_identifier, exc)
+    if failure:
+        token_storage.record_event(customer_identifier, Event.REVOKE_FAILED, f"not revoked at Klaviyo: {failure}")
     token_storage.remove(customer_identifier)
-    token_storage.record_event(
-        customer_identifier, Event.REVOKED, "revoked at Klaviyo" if not failure else "removed locally only"
-    )
-    return Disconnected(
-        customer_identifier, revoked_at_klaviyo=bool(connection.refresh_token) and not failure, failure=failure
-    )
+    if refresh_token and not failure:
+        detail = "revoked at Klaviyo"
+    else:
+        detail = "removed locally only" if failure else "no token to revoke at Klaviyo; removed locally"
+    token_storage.record_event(customer_identifier, Event.REVOKED, detail)
+    return Disconnected(customer_identifier, revoked_at_klaviyo=bool(refresh_token) and not failure, failure=failure)
 
 
 def check_connection(*, customer_identifier: str) -> str:
-    """A cheap authenticated call (accounts); returns a one-line description of the account."""
-    body = call_klaviyo(customer_identifier=customer_identifier, path="/api/accounts")
+    """A cheap authenticated call (accounts); returns a one-line description of the account.
+
+    The outcome, success or failure, is written to the connection's history.
+    """
+    try:
+        body = call_klaviyo(customer_identifier=customer_identifier, path="/api/accounts")
+    except (KlaviyoError, ReauthorizationRequired, RefreshInProgress) as exc:
+        token_storage.record_event(customer_identifier, Event.TESTED, f"failed: {exc}")
+        raise
     account_id, name = _account_id_and_name(body)
     result = f"OK: Klaviyo account {name or '?'} ({account_id or 'unknown id'})"
     token_storage.record_event(customer_identifier, Event.TESTED, result)

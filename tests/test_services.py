@@ -244,3 +244,23 @@ def test_refresh_connection_refreshes_even_a_fresh_token(mocked_responses, make_
     make_connection()
     mocked_responses.post(TOKEN_URL, match=[refresh_form("rt-cust-1")], json=token_body("at-2", "rt-2"))
     assert services.refresh_connection(customer_identifier="cust-1").version == 2
+
+
+def test_disconnect_works_even_when_the_tokens_cannot_be_decrypted(mocked_responses, make_connection, settings):
+    make_connection()
+    settings.TOKEN_ENCRYPTION_KEY = "ab" * 32  # the key that encrypted the row is gone
+    result = services.disconnect(customer_identifier="cust-1")
+    assert not result.revoked_at_klaviyo
+    assert "cannot be decrypted" in result.failure
+    assert OAuthToken.objects.get().status == ConnectionStatus.REVOKED
+    assert events() == ["revoke_failed", "revoked"]
+
+
+def test_a_second_401_after_refresh_is_recorded(mocked_responses, make_connection):
+    make_connection()
+    mocked_responses.get(PROFILES_URL, status=401, json={"errors": [{"code": "authentication_failed"}]})
+    mocked_responses.post(TOKEN_URL, json=token_body("at-2", "rt-2"))
+    with pytest.raises(KlaviyoUnauthorized):
+        services.get_profiles(customer_identifier="cust-1")
+    assert events() == ["refreshed", "call_failed"]
+    assert OAuthToken.objects.get().failure_reason == FailureReason.KLAVIYO_ERROR
