@@ -251,6 +251,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {"oauth_integration": {"level": _env_str("LOG_LEVEL", "INFO").upper(), "propagate": True}},
+    "loggers": {
+        "oauth_integration": {"level": _env_str("LOG_LEVEL", "INFO").upper(), "propagate": True},
+        "klaviyo_sandbox": {"level": _env_str("LOG_LEVEL", "INFO").upper(), "propagate": True},
+    },
 }
 TEST_RUNNER = "klaviyo_site.test_runner.PytestTestRunner"

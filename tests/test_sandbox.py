@@ -737,3 +737,17 @@ def test_checks_reject_out_of_range_failure_settings(settings):
     settings.KLAVIYO_SANDBOX_API_FAILURE_RATE = 1.5
     settings.KLAVIYO_SANDBOX_REFRESH_FAILURE = "500"
     assert {"klaviyo_sandbox.E001", "klaviyo_sandbox.E002"} <= check_ids()
+
+
+def test_no_secret_reaches_the_logs(client, caplog, settings):
+    settings.KLAVIYO_SANDBOX_FAIL_REFRESHES = 1
+    caplog.set_level("DEBUG")
+    code = issue_code(client)
+    tokens = exchange(client, code).json()
+    refresh(client, tokens["refresh_token"])
+    refresh(client, tokens["refresh_token"])
+    api_get(client, PROFILES, tokens["access_token"])
+    revoke(client, tokens["refresh_token"])
+    assert "Sandbox fails refresh 1 of account SbxN7w on purpose" in caplog.text
+    for secret in (code, tokens["access_token"], tokens["refresh_token"], VERIFIER, "client-secret"):
+        assert secret not in caplog.text
