@@ -11,6 +11,7 @@ from django.utils import timezone
 from klaviyo_sandbox.accounts import profiles_of
 from klaviyo_sandbox.models import AccessToken, Grant
 from oauth_integration import services
+from oauth_integration.klaviyo import shared_session
 from oauth_integration.models import ConnectionEvent, OAuthToken
 
 CUSTOMER = "live-shop"
@@ -30,7 +31,10 @@ def sandbox(live_server, settings):
     settings.KLAVIYO_SANDBOX_RATE_LIMIT = 600
     settings.KLAVIYO_SANDBOX_API_FAILURE_RATE = 0.0
     settings.KLAVIYO_SANDBOX_FAIL_REFRESHES = 0
-    return live_server
+    yield live_server
+    # Drop the client's kept-alive connections, so the server threads serving them end
+    # and release their database connections before the test database is dropped.
+    shared_session().close()
 
 
 def allow_in_sandbox(authorize_url, account):

@@ -14,6 +14,8 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
+from oauth_integration.klaviyo import shared_session
+
 # Playwright's sync API keeps an asyncio event loop running in the main thread, where
 # Django then refuses ORM calls (SynchronousOnlyOperation). This is Django's documented
 # switch for exactly this situation; the ORM is still only used synchronously.
@@ -62,7 +64,7 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def sandbox_site(live_server, settings) -> str:
+def sandbox_site(live_server, settings) -> Iterator[str]:
     """The live server in sandbox mode, on "localhost" throughout (so session cookies match)."""
     url = live_server.url
     settings.DEBUG = False
@@ -79,7 +81,10 @@ def sandbox_site(live_server, settings) -> str:
     settings.KLAVIYO_SANDBOX_FAIL_REFRESHES = 0
     settings.SESSION_COOKIE_SECURE = False
     settings.CSRF_COOKIE_SECURE = False
-    return url
+    yield url
+    # Drop the integration's kept-alive connections to the sandbox, so the server threads
+    # serving them end and release their database connections.
+    shared_session().close()
 
 
 @pytest.fixture
