@@ -100,6 +100,22 @@ KLAVIYO_RETRY_MAX_WAIT = _env_number("KLAVIYO_RETRY_MAX_WAIT", 10.0, minimum=0)
 KLAVIYO_REFRESH_FAILURE_COOLDOWN = _env_number("KLAVIYO_REFRESH_FAILURE_COOLDOWN", 5.0, minimum=0)
 KLAVIYO_START_LINK_MAX_AGE = int(_env_number("KLAVIYO_START_LINK_MAX_AGE", 3600, minimum=1, integer=True))
 
+# --- Klaviyo sandbox (only used while KLAVIYO_SANDBOX is on) ------------------------------
+
+# Seconds an access token issued by the sandbox stays valid.
+KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME = int(
+    _env_number("KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME", 3600, minimum=1, integer=True)
+)
+# Issue a new refresh token on every refresh (the old one stops working).
+KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS = _env_bool("KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS", default=False)
+# API requests per connection per minute; 0 turns rate limiting off.
+KLAVIYO_SANDBOX_RATE_LIMIT = int(_env_number("KLAVIYO_SANDBOX_RATE_LIMIT", 600, minimum=0, integer=True))
+# Failure injection: share (0..1) of API calls answered 503, and the first N refreshes
+# of every connection fail with KLAVIYO_SANDBOX_REFRESH_FAILURE (503 or invalid_grant).
+KLAVIYO_SANDBOX_API_FAILURE_RATE = _env_number("KLAVIYO_SANDBOX_API_FAILURE_RATE", 0.0, minimum=0)
+KLAVIYO_SANDBOX_FAIL_REFRESHES = int(_env_number("KLAVIYO_SANDBOX_FAIL_REFRESHES", 0, minimum=0, integer=True))
+KLAVIYO_SANDBOX_REFRESH_FAILURE = _env_str("KLAVIYO_SANDBOX_REFRESH_FAILURE", "503")
+
 # --- Token encryption --------------------------------------------------------------------
 
 TOKEN_ENCRYPTION_KEY = _env_str("TOKEN_ENCRYPTION_KEY")
@@ -115,6 +131,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "oauth_integration",
+    "klaviyo_sandbox",
 ]
 
 MIDDLEWARE = [
@@ -235,6 +252,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {"oauth_integration": {"level": _env_str("LOG_LEVEL", "INFO").upper(), "propagate": True}},
+    "loggers": {
+        "oauth_integration": {"level": _env_str("LOG_LEVEL", "INFO").upper(), "propagate": True},
+        "klaviyo_sandbox": {"level": _env_str("LOG_LEVEL", "INFO").upper(), "propagate": True},
+    },
 }
 TEST_RUNNER = "klaviyo_site.test_runner.PytestTestRunner"

@@ -5,6 +5,9 @@ from __future__ import annotations
 from django import forms
 from django.core.validators import RegexValidator
 
+from oauth_integration.exceptions import InvalidCustomerIdentifier
+from oauth_integration.validators import CUSTOMER_IDENTIFIER_MAX_LENGTH, validate_customer_identifier
+
 _PRINTABLE_ASCII = RegexValidator(r"^[\x21-\x7e]*\Z", "Only printable ASCII characters are allowed.")
 
 
@@ -26,6 +29,19 @@ class ProfilesQueryForm(forms.Form):
 
     page_size = forms.IntegerField(required=False, min_value=1, max_value=100)
     cursor = forms.CharField(required=False, max_length=4096, validators=[_PRINTABLE_ASCII])
+
+
+class ConnectForm(forms.Form):
+    """The landing page's ``?customer=`` box: which customer identifier to connect."""
+
+    customer = forms.CharField(label="Customer identifier", max_length=CUSTOMER_IDENTIFIER_MAX_LENGTH)
+
+    def clean_customer(self) -> str:
+        value: str = self.cleaned_data["customer"]
+        try:
+            return validate_customer_identifier(value)
+        except InvalidCustomerIdentifier as exc:
+            raise forms.ValidationError(str(exc)) from exc
 
 
 def first_error(form: forms.Form) -> str:

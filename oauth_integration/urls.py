@@ -1,4 +1,4 @@
-"""The integration's routes, as in Klaviyo's Node example, plus a health check."""
+"""The integration's routes, as in Klaviyo's Node example, plus a landing page and a health check."""
 
 from django.urls import path
 
@@ -7,6 +7,7 @@ from oauth_integration import views
 app_name = "oauth_integration"
 
 urlpatterns = [
+    path("", views.home, name="home"),
     path("start/<str:customer_identifier>", views.start, name="start"),
     path("authorize", views.authorize, name="authorize"),
     path("profiles/<str:customer_identifier>", views.profiles, name="profiles"),

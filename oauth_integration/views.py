@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -28,8 +29,8 @@ from oauth_integration.exceptions import (
     TokenDecryptionError,
     TokenNotFound,
 )
-from oauth_integration.forms import CallbackForm, ProfilesQueryForm, first_error
-from oauth_integration.links import verify_start_link
+from oauth_integration.forms import CallbackForm, ConnectForm, ProfilesQueryForm, first_error
+from oauth_integration.links import build_start_link, verify_start_link
 from oauth_integration.validators import validate_customer_identifier
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,24 @@ BROWSER_BINDING_SESSION_KEY = "oauth_integration.browser_binding"
 
 def _page(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
     return render(request, "oauth_integration/message.html", {"title": title, "message": message}, status=status)
+
+
+@require_GET
+@never_cache
+def home(request: HttpRequest) -> HttpResponse:
+    """Landing page: connect a customer and list connections (staff only outside DEBUG/sandbox)."""
+    if not conf.relaxed and not (request.user.is_authenticated and request.user.is_staff):
+        login_url = f"{reverse('admin:login')}?next={reverse('oauth_integration:home')}"
+        return render(request, "oauth_integration/login_required.html", {"login_url": login_url})
+    form = ConnectForm(request.GET if "customer" in request.GET else None)
+    if form.is_bound and form.is_valid():
+        return HttpResponseRedirect(build_start_link(form.cleaned_data["customer"], absolute=False))
+    connections = [
+        (connection, build_start_link(connection.customer_identifier, absolute=False))
+        for connection in services.list_connections()
+    ]
+    context = {"form": form, "connections": connections, "sandbox": conf.sandbox}
+    return render(request, "oauth_integration/home.html", context, status=400 if form.is_bound else 200)
 
 
 @require_GET

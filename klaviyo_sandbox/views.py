@@ -1,0 +1,170 @@
+"""The sandbox's HTTP endpoints: parse the request, call one service, shape the answer like Klaviyo.
+
+Every view answers 404 unless ``KLAVIYO_SANDBOX`` is true at request time.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from klaviyo_sandbox import jsonapi, services
+from klaviyo_sandbox.accounts import ACCOUNTS
+from klaviyo_sandbox.conf import conf
+from klaviyo_sandbox.exceptions import APIError, OAuthError
+from klaviyo_sandbox.forms import AuthorizationRequestForm, ConsentForm
+from klaviyo_sandbox.scopes import describe
+from klaviyo_sandbox.services import RateLimit
+
+View = Callable[..., HttpResponse]
+
+
+def sandbox_only(view: View) -> View:
+    """404 unless the sandbox is on (read per request, so settings overrides apply)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if not conf.enabled:
+            raise Http404("The Klaviyo sandbox is off.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+# --- the consent page --------------------------------------------------------------------
+
+
+def _invalid_authorization_request(request: HttpRequest, form: AuthorizationRequestForm) -> HttpResponse:
+    problems = [(name, error) for name, errors in form.errors.items() for error in errors]
+    return render(request, "klaviyo_sandbox/invalid_request.html", {"problems": problems}, status=400)
+
+
+@sandbox_only
+@require_http_methods(["GET", "POST"])
+@never_cache
+def authorize(request: HttpRequest) -> HttpResponse:
+    """GET: validate the app's request and ask for consent. POST: the user's answer (CSRF-protected)."""
+    if request.method == "GET":
+        form = AuthorizationRequestForm(request.GET)
+        if not form.is_valid():
+            return _invalid_authorization_request(request, form)
+        scopes = [(scope, describe(scope)) for scope in form.cleaned_data["scope"]]
+        context = {"form": form, "scopes": scopes, "accounts": ACCOUNTS, "app_name": conf.app_name}
+        return render(request, "klaviyo_sandbox/consent.html", context)
+
+    consent = ConsentForm(request.POST)
+    if not consent.is_valid():
+        return _invalid_authorization_request(request, consent)
+    authorization_request = consent.authorization_request()
+    if consent.cleaned_data["decision"] == "deny":
+        return HttpResponseRedirect(services.deny(request=authorization_request))
+    return HttpResponseRedirect(
+        services.approve(request=authorization_request, account_id=consent.cleaned_data["account"])
+    )
+
+
+# --- /oauth/token and /oauth/revoke ------------------------------------------------------
+
+
+def _oauth_json(body: dict[str, object], status: int = 200) -> JsonResponse:
+    response = JsonResponse(body, status=status)
+    # RFC 6749 §5.1: token responses must not be cached.
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
+
+
+def _oauth_error(error: OAuthError) -> JsonResponse:
+    body: dict[str, object] = {"error": error.error}
+    if error.description:
+        body["error_description"] = error.description
+    response = _oauth_json(body, status=error.status)
+    if error.status == 401:
+        response["WWW-Authenticate"] = 'Basic realm="oauth"'
+    return response
+
+
+@csrf_exempt
+@sandbox_only
+@require_POST
+def token(request: HttpRequest) -> JsonResponse:
+    """The token endpoint: authorization_code and refresh_token grants."""
+    try:
+        issued = services.token(authorization=request.headers.get("Authorization"), form=request.POST)
+    except OAuthError as exc:
+        return _oauth_error(exc)
+    return _oauth_json(issued.as_json())
+
+
+@csrf_exempt
+@sandbox_only
+@require_POST
+def revoke(request: HttpRequest) -> JsonResponse:
+    """The revocation endpoint: ``token`` (a refresh token) and ``token_type_hint``."""
+    try:
+        services.revoke(authorization=request.headers.get("Authorization"), form=request.POST)
+    except OAuthError as exc:
+        return _oauth_error(exc)
+    return _oauth_json({})
+
+
+# --- /api/... ----------------------------------------------------------------------------
+
+
+def _api_response(body: dict[str, object], rate: RateLimit | None) -> JsonResponse:
+    headers = rate.headers() if rate is not None else None
+    return JsonResponse(body, content_type=jsonapi.CONTENT_TYPE, headers=headers)
+
+
+def _api_error(error: APIError) -> JsonResponse:
+    return JsonResponse(
+        jsonapi.error_document(error), status=error.status, content_type=jsonapi.CONTENT_TYPE, headers=error.headers
+    )
+
+
+def _collection_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri(request.path).rstrip("/")
+
+
+@sandbox_only
+@require_GET
+def profiles(request: HttpRequest) -> JsonResponse:
+    """Get Profiles: one page of the token's account's profiles."""
+    try:
+        result = services.get_profiles(
+            authorization=request.headers.get("Authorization"),
+            revision=request.headers.get("revision"),
+            page_size=request.GET.get("page[size]"),
+            cursor=request.GET.get("page[cursor]"),
+        )
+    except APIError as exc:
+        return _api_error(exc)
+    body = jsonapi.profiles_document(
+        result.page,
+        collection_url=_collection_url(request),
+        self_url=request.build_absolute_uri(),
+        query=request.GET.dict(),
+    )
+    return _api_response(body, result.caller.rate)
+
+
+@sandbox_only
+@require_GET
+def accounts(request: HttpRequest) -> JsonResponse:
+    """Get Accounts: the account the access token belongs to."""
+    try:
+        caller = services.get_account_of_caller(
+            authorization=request.headers.get("Authorization"), revision=request.headers.get("revision")
+        )
+    except APIError as exc:
+        return _api_error(exc)
+    body = jsonapi.accounts_document(
+        caller.account, collection_url=_collection_url(request), self_url=request.build_absolute_uri()
+    )
+    return _api_response(body, caller.rate)
