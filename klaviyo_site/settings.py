@@ -72,8 +72,9 @@ CSRF_TRUSTED_ORIGINS = [o.strip() for o in _env_str("CSRF_TRUSTED_ORIGINS").spli
 KLAVIYO_CLIENT_ID = _env_str("KLAVIYO_CLIENT_ID")
 KLAVIYO_CLIENT_SECRET = _env_str("KLAVIYO_CLIENT_SECRET")
 # Sandbox mode: the built-in imitation of Klaviyo under /sandbox/ stands in for Klaviyo.
-# On by default when no credentials are set, or explicitly with KLAVIYO_SANDBOX=true.
-KLAVIYO_SANDBOX = _env_bool("KLAVIYO_SANDBOX", default=not (KLAVIYO_CLIENT_ID and KLAVIYO_CLIENT_SECRET))
+# On by default in DEBUG when no credentials are set, or explicitly with KLAVIYO_SANDBOX=true.
+# Outside DEBUG, missing credentials are a system-check error rather than a silent sandbox.
+KLAVIYO_SANDBOX = _env_bool("KLAVIYO_SANDBOX", default=DEBUG and not (KLAVIYO_CLIENT_ID and KLAVIYO_CLIENT_SECRET))
 if KLAVIYO_SANDBOX:
     KLAVIYO_CLIENT_ID = KLAVIYO_CLIENT_ID or "sandbox-client-id"
     KLAVIYO_CLIENT_SECRET = KLAVIYO_CLIENT_SECRET or "sandbox-client-secret"

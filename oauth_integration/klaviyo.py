@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import requests
 from django.utils import timezone
@@ -150,7 +150,8 @@ class KlaviyoClient:
                 "state": state,
                 "code_challenge_method": "S256",
                 "code_challenge": code_challenge,
-            }
+            },
+            quote_via=quote,  # spaces as %20, as Klaviyo's SDK sends them
         )
         return f"{conf.authorize_url}?{query}"
 

@@ -39,7 +39,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -63,9 +63,10 @@ from oauth_integration.exceptions import (
     TokenDecryptionError,
 )
 from oauth_integration.klaviyo import KlaviyoClient
-from oauth_integration.models import ConnectionEvent, ConnectionStatus, FailureReason, OAuthToken
+from oauth_integration.models import ConnectionEvent, ConnectionStatus, FailureReason
 from oauth_integration.storage import (
     Connection,
+    ConnectionSummary,
     DjangoPkceStorage,
     DjangoTokenStorage,
     PkceStorage,
@@ -88,46 +89,9 @@ Event = ConnectionEvent.Kind
 # --- listing -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ConnectionSummary:
-    """A stored connection as people see it: no secrets."""
-
-    customer_identifier: str
-    status: str
-    status_label: str
-    klaviyo_account_id: str
-    klaviyo_account_name: str
-    expires_at: datetime | None
-    connected_at: datetime
-    failure: str
-
-
 def list_connections(*, limit: int = 500) -> list[ConnectionSummary]:
     """The most recently connected customers first (at most ``limit``), without their tokens."""
-    rows = OAuthToken.objects.order_by("-connected_at", "customer_identifier").values(
-        "customer_identifier",
-        "status",
-        "klaviyo_account_id",
-        "klaviyo_account_name",
-        "expires_at",
-        "connected_at",
-        "failure_reason",
-    )[:limit]
-    statuses = dict(ConnectionStatus.choices)
-    failures = dict(FailureReason.choices)
-    return [
-        ConnectionSummary(
-            customer_identifier=row["customer_identifier"],
-            status=row["status"],
-            status_label=statuses.get(row["status"], row["status"]),
-            klaviyo_account_id=row["klaviyo_account_id"],
-            klaviyo_account_name=row["klaviyo_account_name"],
-            expires_at=row["expires_at"],
-            connected_at=row["connected_at"],
-            failure=failures.get(row["failure_reason"], row["failure_reason"]),
-        )
-        for row in rows
-    ]
+    return token_storage.list_recent(limit=limit)
 
 
 # --- connecting --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from oauth_integration.exceptions import AuthorizationStateError, TokenNotFound
 from oauth_integration.klaviyo import TokenGrant
-from oauth_integration.models import ConnectionEvent, ConnectionStatus, OAuthToken, PkceCode
+from oauth_integration.models import ConnectionEvent, ConnectionStatus, FailureReason, OAuthToken, PkceCode
 from oauth_integration.pkce import digest
 
 # Left in the lease columns by a refresh that failed, until a short cool-down ends: the
@@ -62,6 +62,20 @@ class Connection:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionSummary:
+    """A stored connection as people see it: no secrets."""
+
+    customer_identifier: str
+    status: str
+    status_label: str
+    klaviyo_account_id: str
+    klaviyo_account_name: str
+    expires_at: datetime | None
+    connected_at: datetime
+    failure: str
+
+
+@dataclass(frozen=True, slots=True)
 class PendingAuthorization:
     customer_identifier: str
     code_verifier: str = field(repr=False)
@@ -98,6 +112,9 @@ class TokenStorage(Protocol):
 
     def record_event(self, customer_identifier: str, kind: str, detail: str = "") -> None:
         """Append to the customer's connection history."""
+
+    def list_recent(self, *, limit: int) -> list[ConnectionSummary]:
+        """The most recently connected customers first, without their tokens."""
 
 
 class PkceStorage(Protocol):
@@ -231,6 +248,32 @@ class DjangoTokenStorage:
 
     def record_event(self, customer_identifier: str, kind: str, detail: str = "") -> None:
         ConnectionEvent.objects.create(customer_identifier=customer_identifier, kind=kind, detail=detail[:255])
+
+    def list_recent(self, *, limit: int) -> list[ConnectionSummary]:
+        rows = OAuthToken.objects.order_by("-connected_at", "customer_identifier").values(
+            "customer_identifier",
+            "status",
+            "klaviyo_account_id",
+            "klaviyo_account_name",
+            "expires_at",
+            "connected_at",
+            "failure_reason",
+        )[:limit]
+        statuses = dict(ConnectionStatus.choices)
+        failures = dict(FailureReason.choices)
+        return [
+            ConnectionSummary(
+                customer_identifier=row["customer_identifier"],
+                status=row["status"],
+                status_label=statuses.get(row["status"], row["status"]),
+                klaviyo_account_id=row["klaviyo_account_id"],
+                klaviyo_account_name=row["klaviyo_account_name"],
+                expires_at=row["expires_at"],
+                connected_at=row["connected_at"],
+                failure=failures.get(row["failure_reason"], row["failure_reason"]),
+            )
+            for row in rows
+        ]
 
 
 class DjangoPkceStorage:

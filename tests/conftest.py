@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import responses
+from django.test import override_settings
 from django.utils import timezone
 
 from oauth_integration.klaviyo import TokenGrant
@@ -19,6 +20,15 @@ PROFILES_URL = f"{KLAVIYO}/api/profiles"
 ACCOUNTS_URL = f"{KLAVIYO}/api/accounts"
 TEST_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 OTHER_KEY = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _plain_http():
+    """The suite talks plain HTTP to the test client and the live server, whatever the HTTPS
+    defaults of the environment. Session-wide, because middleware (and the live server's
+    handler) read these settings once, when they are built."""
+    with override_settings(SECURE_SSL_REDIRECT=False, SESSION_COOKIE_SECURE=False, CSRF_COOKIE_SECURE=False):
+        yield
 
 
 @pytest.fixture(autouse=True)

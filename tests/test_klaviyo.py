@@ -29,7 +29,7 @@ def test_authorize_url_carries_every_required_parameter():
         "response_type": "code",
         "client_id": "client-id",
         "redirect_uri": "http%3A%2F%2Ftestserver%2Fauthorize",
-        "scope": "accounts%3Aread+profiles%3Aread",
+        "scope": "accounts%3Aread%20profiles%3Aread",
         "state": "st4te",
         "code_challenge_method": "S256",
         "code_challenge": "ch4llenge",
