@@ -229,19 +229,21 @@ class OAuthTokenAdmin(admin.ModelAdmin):
             try:
                 result = services.disconnect(customer_identifier=customer)
             except OAuthIntegrationError as exc:
-                self.message_user(request, f"{customer}: not disconnected: {exc}", messages.ERROR)
+                self.message_user(request, f"Customer {customer}: not disconnected: {exc}", messages.ERROR)
                 continue
             if result.revoked_at_klaviyo:
-                self.message_user(request, f"{customer}: revoked at Klaviyo and disconnected.", messages.SUCCESS)
+                self.message_user(
+                    request, f"Customer {customer}: revoked at Klaviyo and disconnected.", messages.SUCCESS
+                )
             elif result.failure:
                 self.message_user(
                     request,
-                    f"{customer}: disconnected here, but revoking at Klaviyo failed ({result.failure}); "
+                    f"Customer {customer}: disconnected here, but revoking at Klaviyo failed ({result.failure}); "
                     "the app may still be listed in the customer's Klaviyo account.",
                     messages.WARNING,
                 )
             else:
-                self.message_user(request, f"{customer}: had no token to revoke; disconnected.", messages.INFO)
+                self.message_user(request, f"Customer {customer}: had no token to revoke; disconnected.", messages.INFO)
             self.log_change(request, connection, "Revoked & disconnected")
         return None
 
@@ -252,11 +254,11 @@ class OAuthTokenAdmin(admin.ModelAdmin):
             try:
                 refreshed = services.refresh_connection(customer_identifier=customer)
             except OAuthIntegrationError as exc:
-                self.message_user(request, f"{customer}: refresh failed: {exc}", messages.ERROR)
+                self.message_user(request, f"Customer {customer}: refresh failed: {exc}", messages.ERROR)
                 continue
             self.message_user(
                 request,
-                f"{customer}: refreshed; access token valid until {_when(refreshed.expires_at)}.",
+                f"Customer {customer}: refreshed; access token valid until {_when(refreshed.expires_at)}.",
                 messages.SUCCESS,
             )
             self.log_change(request, connection, "Refreshed now")
@@ -268,9 +270,9 @@ class OAuthTokenAdmin(admin.ModelAdmin):
             try:
                 result = services.check_connection(customer_identifier=customer)
             except OAuthIntegrationError as exc:
-                self.message_user(request, f"{customer}: test failed: {exc}", messages.ERROR)
+                self.message_user(request, f"Customer {customer}: test failed: {exc}", messages.ERROR)
                 continue
-            self.message_user(request, f"{customer}: {result}", messages.SUCCESS)
+            self.message_user(request, f"Customer {customer}: {result}", messages.SUCCESS)
 
 
 @admin.register(PkceCode)

@@ -7,7 +7,7 @@ from django.apps import AppConfig
 
 class OAuthIntegrationConfig(AppConfig):
     name = "oauth_integration"
-    verbose_name = "Klaviyo connections"
+    verbose_name = "Klaviyo integration"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -134,6 +134,7 @@ class ConnectionEvent(models.Model):
 
     class Meta:
         ordering = ("-created_at", "-id")
+        indexes = [models.Index(fields=["customer_identifier", "-created_at"], name="event_customer_recent")]
 
     def __str__(self) -> str:
         return f"{self.customer_identifier}: {self.get_kind_display()}"

@@ -426,7 +426,7 @@ def test_revoke_revokes_the_refresh_token_at_klaviyo_then_disconnects(admin_clie
 
     response = confirm_revoke(admin_client, row)
 
-    assert ("success", "cust-1: revoked at Klaviyo and disconnected.") in messages_of(response)
+    assert ("success", "Customer cust-1: revoked at Klaviyo and disconnected.") in messages_of(response)
     assert len(mocked_responses.calls) == 1
     row = OAuthToken.objects.get(pk=row.pk)
     assert row.status == ConnectionStatus.REVOKED
@@ -454,7 +454,7 @@ def test_revoke_failure_at_klaviyo_still_disconnects_and_is_recorded(
 
     [(level, text)] = messages_of(response)
     assert level == "warning"
-    assert text.startswith("cust-1: disconnected here, but revoking at Klaviyo failed")
+    assert text.startswith("Customer cust-1: disconnected here, but revoking at Klaviyo failed")
     row = OAuthToken.objects.get(pk=row.pk)
     assert row.status == ConnectionStatus.REVOKED
     assert row.refresh_token is None
@@ -469,7 +469,7 @@ def test_revoke_of_a_connection_without_tokens_calls_nobody(admin_client, make_c
 
     response = confirm_revoke(admin_client, row)
 
-    assert messages_of(response) == [("info", "cust-1: had no token to revoke; disconnected.")]
+    assert messages_of(response) == [("info", "Customer cust-1: had no token to revoke; disconnected.")]
     assert len(mocked_responses.calls) == 0
 
 
@@ -482,7 +482,7 @@ def test_revoke_reports_each_customer(admin_client, make_connection, mocked_resp
     response = confirm_revoke(admin_client, first, second)
 
     levels = {text.split(":", 1)[0]: level for level, text in messages_of(response)}
-    assert levels == {"cust-1": "success", "cust-2": "warning"}
+    assert levels == {"Customer cust-1": "success", "Customer cust-2": "warning"}
     assert set(OAuthToken.objects.values_list("status", flat=True)) == {ConnectionStatus.REVOKED}
 
 
@@ -503,7 +503,7 @@ def test_refresh_now_exchanges_the_refresh_token_and_stores_the_new_tokens(
 
     [(level, text)] = messages_of(response)
     assert level == "success"
-    assert text.startswith("cust-1: refreshed; access token valid until ")
+    assert text.startswith("Customer cust-1: refreshed; access token valid until ")
     row = OAuthToken.objects.get(pk=row.pk)
     assert row.access_token == "at-cust-1-next"
     assert row.refresh_token == "rt-cust-1-next"
@@ -530,7 +530,7 @@ def test_refresh_now_with_a_rejected_refresh_token_flags_the_connection(
 
     [(level, text)] = messages_of(response)
     assert level == "error"
-    assert text.startswith("cust-1: refresh failed: ")
+    assert text.startswith("Customer cust-1: refresh failed: ")
     row.refresh_from_db()
     assert row.status == ConnectionStatus.NEEDS_REAUTHORIZATION
     assert kinds("cust-1") == [Kind.NEEDS_REAUTHORIZATION]
@@ -547,7 +547,7 @@ def test_test_connection_reads_the_account_and_reports_it(admin_client, make_con
 
     response = post_action(admin_client, "test_connection", row)
 
-    assert messages_of(response) == [("success", "cust-1: OK: Klaviyo account Acme Store (ACC123)")]
+    assert messages_of(response) == [("success", "Customer cust-1: OK: Klaviyo account Acme Store (ACC123)")]
     assert kinds("cust-1") == [Kind.TESTED]
 
 
@@ -569,7 +569,7 @@ def test_test_connection_refreshes_an_expired_access_token_first(admin_client, m
 
     response = post_action(admin_client, "test_connection", row)
 
-    assert messages_of(response) == [("success", "cust-1: OK: Klaviyo account Acme Store (ACC123)")]
+    assert messages_of(response) == [("success", "Customer cust-1: OK: Klaviyo account Acme Store (ACC123)")]
     assert kinds("cust-1") == [Kind.TESTED, Kind.REFRESHED]
 
 
@@ -591,8 +591,8 @@ def test_test_connection_reports_success_and_failure_per_customer(admin_client, 
     response = post_action(admin_client, "test_connection", good, short)
 
     assert messages_of(response) == [
-        ("success", "cust-good: OK: Klaviyo account Acme Store (ACC123)"),
-        ("error", "cust-short: test failed: Klaviyo returned HTTP 403 (permission_denied)"),
+        ("success", "Customer cust-good: OK: Klaviyo account Acme Store (ACC123)"),
+        ("error", "Customer cust-short: test failed: Klaviyo returned HTTP 403 (permission_denied)"),
     ]
     assert sorted(kinds("cust-short")) == sorted([Kind.CALL_FAILED, Kind.TESTED])
     assert "Missing scope (403)" in response.content.decode()  # the changelist shows the failure

@@ -8,29 +8,9 @@ from playwright.sync_api import Page, expect
 
 from klaviyo_sandbox.accounts import profiles_of
 from oauth_integration.models import OAuthToken
+from tests.e2e.flows import BLUEBELL, NORTHWIND, connect, start_connecting
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-NORTHWIND = "SbxN7w"
-BLUEBELL = "SbxB4k"
-
-
-def start_connecting(page: Page, site: str, customer: str) -> None:
-    page.goto(f"{site}/")
-    expect(page.locator("#sandbox-notice")).to_contain_text("SANDBOX MODE")
-    page.fill("#id_customer", customer)
-    page.click("#connect")
-    expect(page).to_have_url(re.compile(r"/sandbox/oauth/authorize\?"))
-    expect(page.locator(".sandbox-banner")).to_contain_text("SANDBOX")
-    expect(page.locator("#scopes")).to_contain_text("profiles:read")
-
-
-def connect(page: Page, site: str, customer: str, account: str) -> None:
-    start_connecting(page, site, customer)
-    page.check(f"input[name=account][value={account}]")
-    page.click("button[value=allow]")
-    expect(page.locator("h1")).to_have_text("Klaviyo connected")
-    expect(page.locator("#customer")).to_have_text(customer)
 
 
 def profile_ids(page: Page, site: str, customer: str) -> list[str]:
