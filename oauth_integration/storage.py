@@ -87,6 +87,14 @@ class TokenStorage(Protocol):
     def record_event(self, customer_identifier: str, kind: str, detail: str = "") -> None:
         """Append to the customer's connection history."""
 
+    def count_due_for_refresh(self, *, expiring_before: datetime, unused_since: datetime) -> int:
+        """How many active connections expire before ``expiring_before`` or went unused since ``unused_since``."""
+
+    def due_for_refresh(
+        self, *, expiring_before: datetime, unused_since: datetime, after: str, limit: int
+    ) -> list[str]:
+        """Up to ``limit`` customer identifiers of such connections, in order, each greater than ``after``."""
+
 
 class PkceStorage(Protocol):
     def save(
@@ -216,6 +224,21 @@ class DjangoTokenStorage:
 
     def record_event(self, customer_identifier: str, kind: str, detail: str = "") -> None:
         ConnectionEvent.objects.create(customer_identifier=customer_identifier, kind=kind, detail=detail[:255])
+
+    def count_due_for_refresh(self, *, expiring_before: datetime, unused_since: datetime) -> int:
+        return OAuthToken.objects.due_for_refresh(expiring_before=expiring_before, unused_since=unused_since).count()
+
+    def due_for_refresh(
+        self, *, expiring_before: datetime, unused_since: datetime, after: str, limit: int
+    ) -> list[str]:
+        # Keyset paging on the unique customer identifier: each page is one short query
+        # that reads no secrets, however many connections there are.
+        due = OAuthToken.objects.due_for_refresh(expiring_before=expiring_before, unused_since=unused_since)
+        return list(
+            due.filter(customer_identifier__gt=after)
+            .order_by("customer_identifier")
+            .values_list("customer_identifier", flat=True)[:limit]
+        )
 
 
 class DjangoPkceStorage:
