@@ -36,7 +36,7 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -68,8 +68,10 @@ from oauth_integration.models import ConnectionEvent, ConnectionStatus, FailureR
 from oauth_integration.storage import (
     Connection,
     DjangoPkceStorage,
+    DjangoSecretStorage,
     DjangoTokenStorage,
     PkceStorage,
+    SealedRow,
     TokenStorage,
 )
 from oauth_integration.validators import validate_customer_identifier
@@ -534,3 +536,84 @@ def _keep_alive_one(customer_identifier: str, expiring_before: datetime, unused_
     finally:
         # Worker threads open their own database connections; never leave them behind.
         db_connections.close_all()
+
+
+def purge_expired_authorizations(*, now: datetime | None = None) -> int:
+    """Delete pending authorizations (state + PKCE verifier) that can no longer be completed.
+
+    Returns how many were deleted. Safe to run on several machines at once.
+    """
+    return pkce_storage.purge_expired(now=now or timezone.now())
+
+
+secret_storage = DjangoSecretStorage()
+
+
+@dataclass
+class KeyRotationReport:
+    """What a rotation or check found, per table. Names customers, never secrets."""
+
+    current_key_id: str
+    table: str = ""  # the table being scanned
+    totals: dict[str, int] = field(default_factory=dict)  # rows per table when its scan started
+    scanned: dict[str, int] = field(default_factory=dict)
+    resealed: int = 0  # rows re-encrypted under the current key
+    old_key: int = 0  # rows with a secret still under a fallback key (check only)
+    undecryptable: list[tuple[str, str]] = field(default_factory=list)  # (table, customer identifier)
+
+
+def rotate_encryption_key(
+    *, batch_size: int = 500, progress: Callable[[KeyRotationReport], None] | None = None
+) -> KeyRotationReport:
+    """Re-encrypt every secret that is not yet under TOKEN_ENCRYPTION_KEY.
+
+    Envelopes are read without decrypting them; only rows sealed (even partly) under
+    another key are rewritten, a batch at a time, each batch in its own short transaction.
+    An interrupted run therefore loses nothing and a rerun continues where it stopped;
+    several runs at once are harmless. Rows that no configured key decrypts are left
+    untouched and listed in the report. ``progress`` is called after each batch.
+    Raises EncryptionKeyError when the keys are not configured.
+    """
+    report = KeyRotationReport(current_key_id=crypto.keyring().current_id)
+    for table, rows in _scan_secrets(report, batch_size=batch_size, verify=False):
+        stale = [row.pk for row in rows if row.key_ids - {report.current_key_id}]
+        if stale:
+            resealed, failed = secret_storage.reseal(table, stale)
+            report.resealed += resealed
+            report.undecryptable.extend((table, customer) for customer in failed)
+        if progress is not None:
+            progress(report)
+    return report
+
+
+def check_encryption(
+    *, batch_size: int = 500, progress: Callable[[KeyRotationReport], None] | None = None
+) -> KeyRotationReport:
+    """Prove that every stored secret decrypts (bound to its row) with the configured keys.
+
+    Reports the rows that do not, and how many rows are still under a fallback key.
+    Changes nothing. Raises EncryptionKeyError when the keys are not configured.
+    """
+    report = KeyRotationReport(current_key_id=crypto.keyring().current_id)
+    for table, rows in _scan_secrets(report, batch_size=batch_size, verify=True):
+        for row in rows:
+            if row.undecryptable:
+                report.undecryptable.append((table, row.customer_identifier))
+            elif row.key_ids - {report.current_key_id}:
+                report.old_key += 1
+        if progress is not None:
+            progress(report)
+    return report
+
+
+def _scan_secrets(report: KeyRotationReport, *, batch_size: int, verify: bool) -> Iterator[tuple[str, list[SealedRow]]]:
+    """Every table's rows, a batch at a time in primary key order, counted in ``report``."""
+    for table in secret_storage.tables:
+        report.table = table
+        report.totals[table] = secret_storage.count(table)
+        report.scanned[table] = 0
+        after = 0
+        while rows := secret_storage.page(table, after_pk=after, limit=batch_size, verify=verify):
+            report.scanned[table] += len(rows)
+            after = rows[-1].pk
+            yield table, rows
