@@ -8,6 +8,7 @@ system checks in ``oauth_integration.checks``.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -229,12 +230,24 @@ if _env_bool("BEHIND_PROXY", default=False):
 
 # --- Logging: secrets never reach these lines (see oauth_integration.services) -----------
 
+
+def _log_level(name: str, default: str) -> str:
+    # An empty or unknown level would make logging.config raise during django.setup().
+    raw = _env_str(name).upper()
+    if not raw:
+        return default
+    if raw not in logging.getLevelNamesMapping():
+        SETTINGS_ERRORS.append(f"{name} must be one of DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return default
+    return raw
+
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {"oauth_integration": {"level": _env_str("LOG_LEVEL", "INFO").upper(), "propagate": True}},
+    "loggers": {"oauth_integration": {"level": _log_level("LOG_LEVEL", "INFO"), "propagate": True}},
 }
 TEST_RUNNER = "klaviyo_site.test_runner.PytestTestRunner"
