@@ -477,7 +477,7 @@ def refresh_due_connections(
     (re-read, then the single-flight lease), so one refreshed elsewhere meanwhile is
     skipped. At most ``concurrency`` refreshes run at a time. Customer identifiers are
     read a page at a time; secrets are only read one row at a time. ``progress`` is
-    called in the calling thread after each connection, with the report so far.
+    called in the calling thread for each connection done, with the report so far.
     One connection's failure never stops the run; it is counted and named in the report.
     Raises EncryptionKeyError, before doing anything, when no usable key is configured.
     """
@@ -489,33 +489,58 @@ def refresh_due_connections(
     report = RefreshReport(
         due=token_storage.count_due_for_refresh(expiring_before=expiring_before, unused_since=unused_since)
     )
-    in_flight: dict[Future[RefreshOutcome], str] = {}
+    # Work goes to the threads in small batches: each batch ends by closing its thread's
+    # database connections, so big runs reconnect once per batch instead of once per row.
+    batch_size = max(1, min(KEEP_ALIVE_BATCH, report.due // (4 * concurrency)))
+    in_flight: dict[Future[list[RefreshOutcome]], list[str]] = {}
 
     def collect_one_or_more() -> None:
         done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
         for future in done:
-            report.add(in_flight.pop(future), future.result())
-            if progress is not None:
-                progress(report)
+            for customer_identifier, outcome in zip(in_flight.pop(future), future.result(), strict=True):
+                report.add(customer_identifier, outcome)
+                if progress is not None:
+                    progress(report)
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="refresh_tokens") as pool:
-        after = ""
+
+        def submit(batch: list[str]) -> None:
+            if len(in_flight) >= 2 * concurrency:  # bounded: never queue the whole table
+                collect_one_or_more()
+            in_flight[pool.submit(_keep_alive_batch, batch, expiring_before, unused_since)] = batch
+
+        after, batch = "", []
         while page := token_storage.due_for_refresh(
             expiring_before=expiring_before, unused_since=unused_since, after=after, limit=page_size
         ):
             for customer_identifier in page:
-                if len(in_flight) >= 4 * concurrency:  # bounded: never queue the whole table
-                    collect_one_or_more()
-                future = pool.submit(_keep_alive_one, customer_identifier, expiring_before, unused_since)
-                in_flight[future] = customer_identifier
+                batch.append(customer_identifier)
+                if len(batch) == batch_size:
+                    submit(batch)
+                    batch = []
             after = page[-1]
+        if batch:
+            submit(batch)
         while in_flight:
             collect_one_or_more()
     return report
 
 
+KEEP_ALIVE_BATCH = 25
+
+
+def _keep_alive_batch(
+    customer_identifiers: list[str], expiring_before: datetime, unused_since: datetime
+) -> list[RefreshOutcome]:
+    """refresh_if_due for each, in a worker thread; closes the thread's database connections after."""
+    try:
+        return [_keep_alive_one(customer, expiring_before, unused_since) for customer in customer_identifiers]
+    finally:
+        db_connections.close_all()
+
+
 def _keep_alive_one(customer_identifier: str, expiring_before: datetime, unused_since: datetime) -> RefreshOutcome:
-    """refresh_if_due in a worker thread, its failures turned into outcomes (already logged)."""
+    """refresh_if_due, its failures turned into outcomes (already logged)."""
     try:
         return refresh_if_due(
             customer_identifier=customer_identifier, expiring_before=expiring_before, unused_since=unused_since
@@ -533,9 +558,6 @@ def _keep_alive_one(customer_identifier: str, expiring_before: datetime, unused_
     except DatabaseError as exc:
         logger.error("Keep-alive of %s failed on the database: %s", customer_identifier, exc)
         return RefreshOutcome.FAILED
-    finally:
-        # Worker threads open their own database connections; never leave them behind.
-        db_connections.close_all()
 
 
 def purge_expired_authorizations(*, now: datetime | None = None) -> int:
