@@ -91,7 +91,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"Done: {report.processed} connections due; {_counts(report)}.")
         if report.failed:
             raise CommandError(
-                f"{report.failed} refreshes failed: {name_some(report.failed_customers)}. "
+                f"{report.failed} refreshes failed: {name_some(sorted(report.failed_customers))}. "
                 "The log and each connection's history say why; the next run retries them."
             )
 
