@@ -35,6 +35,20 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
 
+# Production serving: gunicorn (behind a TLS-terminating proxy), static files by WhiteNoise.
+# Configure through the environment (or .env): DEBUG off, SECRET_KEY, TOKEN_ENCRYPTION_KEY,
+# KLAVIYO_CLIENT_ID/SECRET, ALLOWED_HOSTS, DATABASE_URL. Override WEB_CONCURRENCY (worker
+# processes), GUNICORN_THREADS (threads each) and BIND as needed.
+WEB_CONCURRENCY ?= 2
+GUNICORN_THREADS ?= 4
+BIND ?= 127.0.0.1:$(PORT)
+
+serve: $(VENV)/.installed
+	$(PY) manage.py collectstatic --no-input --verbosity 0
+	$(PY) manage.py migrate --no-input
+	$(VENV)/bin/gunicorn klaviyo_site.wsgi --config klaviyo_site/gunicorn.conf.py \
+		--workers $(WEB_CONCURRENCY) --threads $(GUNICORN_THREADS) --bind $(BIND)
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .

@@ -8,6 +8,7 @@ system checks in ``oauth_integration.checks``.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -138,6 +139,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "klaviyo_site.middleware.reject_malformed_requests",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -222,7 +224,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic puts the files WhiteNoise serves (make serve runs it).
+STATIC_ROOT = Path(_env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -239,6 +242,7 @@ _https = _env_bool("HTTPS", default=not DEBUG and not KLAVIYO_SANDBOX)
 SESSION_COOKIE_SECURE = _https
 CSRF_COOKIE_SECURE = _https
 SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", default=_https)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
 SECURE_HSTS_SECONDS = int(_env_number("SECURE_HSTS_SECONDS", 31536000 if _https else 0, minimum=0, integer=True))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _https
 SECURE_HSTS_PRELOAD = _https
@@ -247,6 +251,18 @@ if _env_bool("BEHIND_PROXY", default=False):
 
 # --- Logging: secrets never reach these lines (see oauth_integration.services) -----------
 
+
+def _log_level(name: str, default: str) -> str:
+    # An empty or unknown level would make logging.config raise during django.setup().
+    raw = _env_str(name).upper()
+    if not raw:
+        return default
+    if raw not in logging.getLevelNamesMapping():
+        SETTINGS_ERRORS.append(f"{name} must be one of DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return default
+    return raw
+
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -254,8 +270,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "oauth_integration": {"level": _env_str("LOG_LEVEL", "INFO").upper(), "propagate": True},
-        "klaviyo_sandbox": {"level": _env_str("LOG_LEVEL", "INFO").upper(), "propagate": True},
+        "oauth_integration": {"level": _log_level("LOG_LEVEL", "INFO"), "propagate": True},
+        "klaviyo_sandbox": {"level": _log_level("LOG_LEVEL", "INFO"), "propagate": True},
     },
 }
 TEST_RUNNER = "klaviyo_site.test_runner.PytestTestRunner"

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import parse_qs, urlsplit
+
 from django import forms
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 
 from oauth_integration.exceptions import InvalidCustomerIdentifier
 from oauth_integration.validators import CUSTOMER_IDENTIFIER_MAX_LENGTH, validate_customer_identifier
 
-_PRINTABLE_ASCII = RegexValidator(r"^[\x21-\x7e]*\Z", "Only printable ASCII characters are allowed.")
+_PRINTABLE_ASCII_PATTERN = r"^[\x21-\x7e]*\Z"
+_PRINTABLE_ASCII = RegexValidator(_PRINTABLE_ASCII_PATTERN, "Only printable ASCII characters are allowed.")
 
 
-class CallbackForm(forms.Form):
+class QueryForm(forms.Form):
+    """A form over a query string in which each parameter may appear at most once.
+
+    ``?a=1&a=2`` is ambiguous (Django would silently keep the last value), so it is rejected.
+    """
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if hasattr(self.data, "getlist"):
+            for name in self.fields:
+                if len(self.data.getlist(name)) > 1:
+                    self.add_error(name, "Give this parameter only once.")
+        return cleaned
+
+
+class CallbackForm(QueryForm):
     """Klaviyo's redirect to /authorize: ``code`` + ``state``, or ``error`` + ``state``."""
 
     code = forms.CharField(required=False, max_length=2048, validators=[_PRINTABLE_ASCII])
@@ -24,11 +44,23 @@ class CallbackForm(forms.Form):
     error_description = forms.CharField(required=False, max_length=500)
 
 
-class ProfilesQueryForm(forms.Form):
+class ProfilesQueryForm(QueryForm):
     """``?page_size=1..100`` and ``?cursor=`` (a cursor or Klaviyo's full ``links.next`` URL)."""
 
     page_size = forms.IntegerField(required=False, min_value=1, max_value=100)
     cursor = forms.CharField(required=False, max_length=4096, validators=[_PRINTABLE_ASCII])
+
+    def clean_cursor(self) -> str:
+        cursor: str = self.cleaned_data["cursor"]
+        if cursor.startswith(("http://", "https://")):
+            # The URL is percent-encoded; the cursor inside it must be printable ASCII once decoded.
+            try:
+                embedded = parse_qs(urlsplit(cursor).query).get("page[cursor]", [])
+            except ValueError as exc:
+                raise ValidationError("Malformed URL.") from exc
+            if not all(re.match(_PRINTABLE_ASCII_PATTERN, value) for value in embedded):
+                raise ValidationError("The URL's page[cursor] may contain only printable ASCII characters.")
+        return cursor
 
 
 class ConnectForm(forms.Form):

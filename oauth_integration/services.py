@@ -33,21 +33,25 @@ the new token before the connection is declared broken.
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from django.db import DatabaseError
 from django.db import connection as db_connection
+from django.db import connections as db_connections
 from django.utils import timezone
 
-from oauth_integration import pkce
+from oauth_integration import crypto, pkce
 from oauth_integration.conf import conf
 from oauth_integration.exceptions import (
     AuthorizationStateError,
@@ -61,6 +65,7 @@ from oauth_integration.exceptions import (
     ReauthorizationRequired,
     RefreshInProgress,
     TokenDecryptionError,
+    TokenNotFound,
 )
 from oauth_integration.klaviyo import KlaviyoClient
 from oauth_integration.models import ConnectionEvent, ConnectionStatus, FailureReason
@@ -68,8 +73,10 @@ from oauth_integration.storage import (
     Connection,
     ConnectionSummary,
     DjangoPkceStorage,
+    DjangoSecretStorage,
     DjangoTokenStorage,
     PkceStorage,
+    SealedRow,
     TokenStorage,
 )
 from oauth_integration.validators import validate_customer_identifier
@@ -424,3 +431,258 @@ def database_is_up() -> bool:
     except DatabaseError:
         return False
     return True
+
+
+# --- keep-alive and maintenance (management commands) ------------------------------------
+
+
+class RefreshOutcome(enum.StrEnum):
+    """What keep-alive did with one connection."""
+
+    REFRESHED = "refreshed"
+    # No longer due (refreshed meanwhile by another worker or machine), being refreshed by
+    # another worker right now, disconnected, or already marked as needing reauthorization.
+    SKIPPED = "skipped"
+    NEEDS_REAUTHORIZATION = "needs_reauthorization"
+    FAILED = "failed"
+
+
+def refresh_if_due(*, customer_identifier: str, expiring_before: datetime, unused_since: datetime) -> RefreshOutcome:
+    """Refresh one connection if it is still due: expiring before ``expiring_before`` or unused since ``unused_since``.
+
+    Re-reads the row first, so a connection refreshed by another process or machine
+    since it was listed is skipped. Takes the single-flight lease without waiting for
+    it: a connection whose lease is held is being refreshed elsewhere, and is skipped too.
+    Returns REFRESHED or SKIPPED. Raises ReauthorizationRequired (Klaviyo refused the
+    refresh token), KlaviyoError (the refresh failed; the connection stays active) or
+    TokenDecryptionError.
+    """
+    try:
+        connection = token_storage.retrieve(customer_identifier)
+    except TokenNotFound:
+        return RefreshOutcome.SKIPPED
+    if not _is_due(connection, expiring_before=expiring_before, unused_since=unused_since):
+        return RefreshOutcome.SKIPPED
+    _ensure_usable(connection)
+    owner = uuid.uuid4().hex
+    if not token_storage.claim_refresh(
+        customer_identifier, version=connection.version, owner=owner, until=timezone.now() + _lease_duration()
+    ):
+        return RefreshOutcome.SKIPPED
+    try:
+        _refresh_holding_lease(connection)
+    finally:
+        token_storage.release_refresh(customer_identifier, owner=owner)
+    return RefreshOutcome.REFRESHED
+
+
+def _is_due(connection: Connection, *, expiring_before: datetime, unused_since: datetime) -> bool:
+    # The test of OAuthTokenQuerySet.due_for_refresh, applied to a freshly read row.
+    expiring = connection.expires_at is not None and connection.expires_at < expiring_before
+    return connection.status == ConnectionStatus.ACTIVE and (expiring or connection.last_used_at < unused_since)
+
+
+@dataclass
+class RefreshReport:
+    """Counts of a keep-alive run. ``due``: connections due when the run started."""
+
+    due: int
+    refreshed: int = 0
+    skipped: int = 0
+    needs_reauthorization: int = 0
+    failed: int = 0
+    failed_customers: list[str] = field(default_factory=list)
+
+    @property
+    def processed(self) -> int:
+        return self.refreshed + self.skipped + self.needs_reauthorization + self.failed
+
+    def add(self, customer_identifier: str, outcome: RefreshOutcome) -> None:
+        if outcome == RefreshOutcome.REFRESHED:
+            self.refreshed += 1
+        elif outcome == RefreshOutcome.SKIPPED:
+            self.skipped += 1
+        elif outcome == RefreshOutcome.NEEDS_REAUTHORIZATION:
+            self.needs_reauthorization += 1
+        else:
+            self.failed += 1
+            self.failed_customers.append(customer_identifier)
+
+
+def refresh_due_connections(
+    *,
+    expiring_within: timedelta,
+    unused_for: timedelta,
+    concurrency: int = 4,
+    progress: Callable[[RefreshReport], None] | None = None,
+    page_size: int = 500,
+) -> RefreshReport:
+    """Keep-alive: refresh every active connection whose access token expires within
+    ``expiring_within`` or whose refresh token has not been used for ``unused_for``.
+
+    Safe to run on several machines at once: each connection goes through refresh_if_due
+    (re-read, then the single-flight lease), so one refreshed elsewhere meanwhile is
+    skipped. At most ``concurrency`` refreshes run at a time. Customer identifiers are
+    read a page at a time; secrets are only read one row at a time. ``progress`` is
+    called in the calling thread for each connection done, with the report so far.
+    One connection's failure never stops the run; it is counted and named in the report.
+    Raises EncryptionKeyError, before doing anything, when no usable key is configured.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    crypto.keyring()
+    now = timezone.now()
+    expiring_before, unused_since = now + expiring_within, now - unused_for
+    report = RefreshReport(
+        due=token_storage.count_due_for_refresh(expiring_before=expiring_before, unused_since=unused_since)
+    )
+    # Work goes to the threads in small batches: each batch ends by closing its thread's
+    # database connections, so big runs reconnect once per batch instead of once per row.
+    batch_size = max(1, min(KEEP_ALIVE_BATCH, report.due // (4 * concurrency)))
+    in_flight: dict[Future[list[RefreshOutcome]], list[str]] = {}
+
+    def collect_one_or_more() -> None:
+        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        for future in done:
+            for customer_identifier, outcome in zip(in_flight.pop(future), future.result(), strict=True):
+                report.add(customer_identifier, outcome)
+                if progress is not None:
+                    progress(report)
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="refresh_tokens") as pool:
+
+        def submit(batch: list[str]) -> None:
+            if len(in_flight) >= 2 * concurrency:  # bounded: never queue the whole table
+                collect_one_or_more()
+            in_flight[pool.submit(_keep_alive_batch, batch, expiring_before, unused_since)] = batch
+
+        after, batch = "", []
+        while page := token_storage.due_for_refresh(
+            expiring_before=expiring_before, unused_since=unused_since, after=after, limit=page_size
+        ):
+            for customer_identifier in page:
+                batch.append(customer_identifier)
+                if len(batch) == batch_size:
+                    submit(batch)
+                    batch = []
+            after = page[-1]
+        if batch:
+            submit(batch)
+        while in_flight:
+            collect_one_or_more()
+    return report
+
+
+KEEP_ALIVE_BATCH = 25
+
+
+def _keep_alive_batch(
+    customer_identifiers: list[str], expiring_before: datetime, unused_since: datetime
+) -> list[RefreshOutcome]:
+    """refresh_if_due for each, in a worker thread; closes the thread's database connections after."""
+    try:
+        return [_keep_alive_one(customer, expiring_before, unused_since) for customer in customer_identifiers]
+    finally:
+        db_connections.close_all()
+
+
+def _keep_alive_one(customer_identifier: str, expiring_before: datetime, unused_since: datetime) -> RefreshOutcome:
+    """refresh_if_due, its failures turned into outcomes (already logged)."""
+    try:
+        return refresh_if_due(
+            customer_identifier=customer_identifier, expiring_before=expiring_before, unused_since=unused_since
+        )
+    except ReauthorizationRequired:
+        return RefreshOutcome.NEEDS_REAUTHORIZATION
+    except KlaviyoError:
+        return RefreshOutcome.FAILED  # recorded on the connection and logged by the refresh
+    except TokenDecryptionError as exc:
+        logger.error("Cannot decrypt the tokens of %s: %s", customer_identifier, exc)
+        token_storage.record_failure(
+            customer_identifier, reason=FailureReason.UNDECRYPTABLE, detail=str(exc), broken=False
+        )
+        return RefreshOutcome.FAILED
+    except DatabaseError as exc:
+        logger.error("Keep-alive of %s failed on the database: %s", customer_identifier, exc)
+        return RefreshOutcome.FAILED
+
+
+def purge_expired_authorizations(*, now: datetime | None = None) -> int:
+    """Delete pending authorizations (state + PKCE verifier) that can no longer be completed.
+
+    Returns how many were deleted. Safe to run on several machines at once.
+    """
+    return pkce_storage.purge_expired(now=now or timezone.now())
+
+
+secret_storage = DjangoSecretStorage()
+
+
+@dataclass
+class KeyRotationReport:
+    """What a rotation or check found, per table. Names customers, never secrets."""
+
+    current_key_id: str
+    table: str = ""  # the table being scanned
+    totals: dict[str, int] = field(default_factory=dict)  # rows per table when its scan started
+    scanned: dict[str, int] = field(default_factory=dict)
+    resealed: int = 0  # rows re-encrypted under the current key
+    old_key: int = 0  # rows with a secret still under a fallback key (check only)
+    undecryptable: list[tuple[str, str]] = field(default_factory=list)  # (table, customer identifier)
+
+
+def rotate_encryption_key(
+    *, batch_size: int = 500, progress: Callable[[KeyRotationReport], None] | None = None
+) -> KeyRotationReport:
+    """Re-encrypt every secret that is not yet under TOKEN_ENCRYPTION_KEY.
+
+    Envelopes are read without decrypting them; only rows sealed (even partly) under
+    another key are rewritten, a batch at a time, each batch in its own short transaction.
+    An interrupted run therefore loses nothing and a rerun continues where it stopped;
+    several runs at once are harmless. Rows that no configured key decrypts are left
+    untouched and listed in the report. ``progress`` is called after each batch.
+    Raises EncryptionKeyError when the keys are not configured.
+    """
+    report = KeyRotationReport(current_key_id=crypto.keyring().current_id)
+    for table, rows in _scan_secrets(report, batch_size=batch_size, verify=False):
+        stale = [row.pk for row in rows if row.key_ids - {report.current_key_id}]
+        if stale:
+            resealed, failed = secret_storage.reseal(table, stale)
+            report.resealed += resealed
+            report.undecryptable.extend((table, customer) for customer in failed)
+        if progress is not None:
+            progress(report)
+    return report
+
+
+def check_encryption(
+    *, batch_size: int = 500, progress: Callable[[KeyRotationReport], None] | None = None
+) -> KeyRotationReport:
+    """Prove that every stored secret decrypts (bound to its row) with the configured keys.
+
+    Reports the rows that do not, and how many rows are still under a fallback key.
+    Changes nothing. Raises EncryptionKeyError when the keys are not configured.
+    """
+    report = KeyRotationReport(current_key_id=crypto.keyring().current_id)
+    for table, rows in _scan_secrets(report, batch_size=batch_size, verify=True):
+        for row in rows:
+            if row.undecryptable:
+                report.undecryptable.append((table, row.customer_identifier))
+            elif row.key_ids - {report.current_key_id}:
+                report.old_key += 1
+        if progress is not None:
+            progress(report)
+    return report
+
+
+def _scan_secrets(report: KeyRotationReport, *, batch_size: int, verify: bool) -> Iterator[tuple[str, list[SealedRow]]]:
+    """Every table's rows, a batch at a time in primary key order, counted in ``report``."""
+    for table in secret_storage.tables:
+        report.table = table
+        report.totals[table] = secret_storage.count(table)
+        report.scanned[table] = 0
+        after = 0
+        while rows := secret_storage.page(table, after_pk=after, limit=batch_size, verify=verify):
+            report.scanned[table] += len(rows)
+            after = rows[-1].pk
+            yield table, rows

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from oauth_integration.exceptions import AuthorizationStateError, TokenNotFound
+from oauth_integration import crypto
+from oauth_integration.exceptions import AuthorizationStateError, TokenDecryptionError, TokenNotFound
+from oauth_integration.fields import Ciphertext, EncryptedTextField
 from oauth_integration.klaviyo import TokenGrant
 from oauth_integration.models import ConnectionEvent, ConnectionStatus, FailureReason, OAuthToken, PkceCode
 from oauth_integration.pkce import digest
@@ -116,6 +118,14 @@ class TokenStorage(Protocol):
     def list_recent(self, *, limit: int) -> list[ConnectionSummary]:
         """The most recently connected customers first, without their tokens."""
 
+    def count_due_for_refresh(self, *, expiring_before: datetime, unused_since: datetime) -> int:
+        """How many active connections expire before ``expiring_before`` or went unused since ``unused_since``."""
+
+    def due_for_refresh(
+        self, *, expiring_before: datetime, unused_since: datetime, after: str, limit: int
+    ) -> list[str]:
+        """Up to ``limit`` customer identifiers of such connections, in order, each greater than ``after``."""
+
 
 class PkceStorage(Protocol):
     def save(
@@ -128,6 +138,9 @@ class PkceStorage(Protocol):
 
     def remove(self, state: str) -> bool:
         """Delete it; True only for the one caller that actually removed it (consume once)."""
+
+    def purge_expired(self, *, now: datetime) -> int:
+        """Delete every pending authorization that expired by ``now``; return how many."""
 
 
 def _connection(row: OAuthToken, *, with_secrets: bool = True) -> Connection:
@@ -275,6 +288,21 @@ class DjangoTokenStorage:
             for row in rows
         ]
 
+    def count_due_for_refresh(self, *, expiring_before: datetime, unused_since: datetime) -> int:
+        return OAuthToken.objects.due_for_refresh(expiring_before=expiring_before, unused_since=unused_since).count()
+
+    def due_for_refresh(
+        self, *, expiring_before: datetime, unused_since: datetime, after: str, limit: int
+    ) -> list[str]:
+        # Keyset paging on the unique customer identifier: each page is one short query
+        # that reads no secrets, however many connections there are.
+        due = OAuthToken.objects.due_for_refresh(expiring_before=expiring_before, unused_since=unused_since)
+        return list(
+            due.filter(customer_identifier__gt=after)
+            .order_by("customer_identifier")
+            .values_list("customer_identifier", flat=True)[:limit]
+        )
+
 
 class DjangoPkceStorage:
     """PkceStorage on the ``PkceCode`` model; only a SHA-256 of the state is stored."""
@@ -308,3 +336,101 @@ class DjangoPkceStorage:
     def purge_expired(self, *, now: datetime) -> int:
         deleted, _ = PkceCode.objects.filter(expires_at__lte=now).delete()
         return deleted
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRow:
+    """One row's secrets as stored: who they belong to and which keys sealed them. No plaintext."""
+
+    pk: int
+    customer_identifier: str
+    key_ids: frozenset[str]  # UNREADABLE_KEY_ID for a value that is not an envelope at all
+    undecryptable: bool = False  # only checked when asked to verify
+
+
+UNREADABLE_KEY_ID = "?"
+
+
+class DjangoSecretStorage:
+    """Every encrypted column (``EncryptedTextField``) of the app's models, for key rotation.
+
+    Rows are addressed by table name and primary key. Envelopes are read raw (no
+    decryption) to see which key sealed them; rewriting a row decrypts it with whichever
+    configured key made it and lets the field encrypt it again under the current key.
+    """
+
+    tables: dict[str, type[models.Model]] = {"connections": OAuthToken, "pending authorizations": PkceCode}
+
+    def count(self, table: str) -> int:
+        return self.tables[table]._base_manager.count()
+
+    def page(self, table: str, *, after_pk: int, limit: int, verify: bool = False) -> list[SealedRow]:
+        """Up to ``limit`` rows with a primary key above ``after_pk``, in order.
+
+        ``verify``: also decrypt every secret (bound to its row) and flag the rows that fail.
+        """
+        model = self.tables[table]
+        columns = _secret_fields(model)
+        binds = sorted({column.bind_to for column in columns})
+        rows = (
+            model._base_manager.filter(pk__gt=after_pk)
+            .order_by("pk")
+            .values_list("pk", "customer_identifier", *binds, *(column.name for column in columns))[:limit]
+        )
+        sealed: list[SealedRow] = []
+        for pk, customer_identifier, *values in rows:
+            bind_values = dict(zip(binds, values[: len(binds)], strict=True))
+            key_ids: set[str] = set()
+            undecryptable = False
+            for column, value in zip(columns, values[len(binds) :], strict=True):
+                if value is None:
+                    continue
+                try:
+                    key_ids.add(crypto.envelope_key_id(value.envelope))
+                    if verify:
+                        crypto.decrypt(value.envelope, context=column.context(bind_values[column.bind_to]))
+                except TokenDecryptionError:
+                    key_ids.add(UNREADABLE_KEY_ID)
+                    undecryptable = True
+            sealed.append(SealedRow(pk, customer_identifier, frozenset(key_ids), undecryptable))
+        return sealed
+
+    def reseal(self, table: str, pks: list[int]) -> tuple[int, list[str]]:
+        """Re-encrypt these rows' secrets under the current key, in one short transaction.
+
+        Rows are locked and re-read inside the transaction, so a token written meanwhile by a
+        refresh is never overwritten with an older one; rows already under the current
+        key are left alone. Returns (rows rewritten, customer identifiers of rows that
+        cannot be decrypted and were left untouched).
+        """
+        model = self.tables[table]
+        columns = _secret_fields(model)
+        current = crypto.keyring().current_id
+        rewritten, failed = 0, []
+        with transaction.atomic():
+            for row in model._base_manager.select_for_update().filter(pk__in=pks).order_by("pk"):
+                stored = [row.__dict__.get(column.attname) for column in columns]
+                if all(not isinstance(v, Ciphertext) or _key_id_or_none(v) == current for v in stored):
+                    continue
+                try:
+                    for column in columns:
+                        # Reading decrypts (with any configured key); assigning binds it to this
+                        # row again, and save() encrypts it under the current key.
+                        setattr(row, column.attname, getattr(row, column.attname))
+                except TokenDecryptionError:
+                    failed.append(row.customer_identifier)
+                    continue
+                row.save(update_fields=[column.name for column in columns])
+                rewritten += 1
+        return rewritten, failed
+
+
+def _secret_fields(model: type[models.Model]) -> list[EncryptedTextField]:
+    return [column for column in model._meta.concrete_fields if isinstance(column, EncryptedTextField)]
+
+
+def _key_id_or_none(value: Ciphertext) -> str | None:
+    try:
+        return crypto.envelope_key_id(value.envelope)
+    except TokenDecryptionError:
+        return None

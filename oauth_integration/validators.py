@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from oauth_integration.exceptions import InvalidCustomerIdentifier
 
@@ -21,4 +22,8 @@ def validate_customer_identifier(value: str) -> str:
         )
     if not _CUSTOMER_IDENTIFIER.fullmatch(value):
         raise InvalidCustomerIdentifier("The customer identifier may contain only letters, digits and . _ @ + - : ~")
+    if unicodedata.normalize("NFKC", value) != value:
+        # Full-width, ligature and other compatibility forms would make look-alike twins
+        # of an existing identifier (full-width "cust-1" next to "cust-1").
+        raise InvalidCustomerIdentifier("The customer identifier must be in Unicode NFKC form (no look-alike forms).")
     return value

@@ -1,0 +1,194 @@
+"""Production configuration: ``check --deploy`` and gunicorn + WhiteNoise, in subprocesses.
+
+Security settings are computed when settings.py is imported, from the environment, so
+these tests start fresh processes with a production-like environment instead of using
+the ``settings`` fixture. Only loopback is used.
+"""
+
+import gzip
+import http.client
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+BASE_DIR = Path(django_settings.BASE_DIR)
+
+
+def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """Every variable settings.py reads, set explicitly so that no local .env fills a gap."""
+    env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "TMPDIR") if key in os.environ}
+    env.update(
+        DJANGO_SETTINGS_MODULE="klaviyo_site.settings",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="connect.example.com,127.0.0.1",
+        CSRF_TRUSTED_ORIGINS="",
+        PORT="8000",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        STATIC_ROOT=str(tmp_path / "static"),
+        KLAVIYO_CLIENT_ID="production-client-id",
+        KLAVIYO_CLIENT_SECRET=secrets.token_urlsafe(32),
+        KLAVIYO_SANDBOX="false",
+        KLAVIYO_SCOPES="accounts:read profiles:read",
+        KLAVIYO_REDIRECT_URL="https://connect.example.com/authorize",
+        KLAVIYO_AUTHORIZE_URL="https://www.klaviyo.com/oauth/authorize",
+        KLAVIYO_BASE_URL="https://a.klaviyo.com",
+        KLAVIYO_REVISION="2026-07-15",
+        TOKEN_ENCRYPTION_KEY=secrets.token_hex(32),
+        TOKEN_ENCRYPTION_KEY_FALLBACKS="",
+        HTTPS="",  # empty: the production default (on when DEBUG is off)
+        SECURE_SSL_REDIRECT="",
+        SECURE_HSTS_SECONDS="",
+        BEHIND_PROXY="true",
+        LOG_LEVEL="INFO",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    env.update(overrides)
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_check_deploy_reports_nothing_with_production_settings(tmp_path):
+    result = manage(production_env(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_check_deploy_fails_without_a_real_secret_key(tmp_path):
+    result = manage(production_env(tmp_path, SECRET_KEY=""), "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode != 0
+    assert "oauth_integration.E008" in result.stderr
+
+
+@pytest.mark.parametrize(("level", "error"), [("", False), ("debug", False), ("verbose", True)])
+def test_log_level_never_stops_django_from_starting(tmp_path, level, error):
+    result = manage(production_env(tmp_path, LOG_LEVEL=level), "check", "--deploy")
+    assert "Traceback" not in result.stderr
+    assert ("LOG_LEVEL must be one of" in result.stderr) is error
+    assert result.returncode == (1 if error else 0)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    """gunicorn as ``make serve`` runs it (after collectstatic and migrate), on a free loopback port."""
+    env = production_env(tmp_path)
+    for args in (("collectstatic", "--no-input", "--verbosity", "0"), ("migrate", "--no-input")):
+        result = manage(env, *args)
+        assert result.returncode == 0, result.stderr
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "gunicorn", "klaviyo_site.wsgi", "--config", "klaviyo_site/gunicorn.conf.py"),
+                *("--workers", "1", "--threads", "2", "--bind", f"127.0.0.1:{port}"),
+            ],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert process.poll() is None, log.read_text()
+                try:
+                    get(port, "/healthz")
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.1)
+            yield port, log
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    assert process.returncode == 0, log.read_text()
+
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+    "cross-origin-opener-policy": "same-origin",
+}
+
+
+def test_gunicorn_serves_the_health_check_and_static_files_with_security_headers(gunicorn):
+    port, _ = gunicorn
+
+    status, headers, body = get(port, "/healthz")  # a load balancer's plain-HTTP probe
+    assert (status, body) == (200, b'{"status": "ok"}')
+    assert SECURITY_HEADERS.items() <= headers.items()
+    assert "strict-transport-security" not in headers
+
+    proxied = {"X-Forwarded-Proto": "https", "Accept-Encoding": "gzip"}  # through the TLS proxy
+    status, headers, body = get(port, "/static/admin/css/base.css", proxied)
+    assert status == 200
+    assert headers["content-type"].startswith("text/css")
+    assert headers["content-encoding"] == "gzip"  # compressed by collectstatic, served by WhiteNoise
+    assert b"font-family" in gzip.decompress(body)
+    assert "max-age" in headers["cache-control"]
+
+    status, headers, _ = get(port, "/start/cust-1?token=x")  # plain HTTP elsewhere: off to HTTPS
+    assert status == 301
+    assert headers["location"] == f"https://127.0.0.1:{port}/start/cust-1?token=x"
+
+    status, headers, body = get(port, "/start/cust-1", {"X-Forwarded-Proto": "https"})
+    assert status == 403  # production rules: /start needs a signed link
+    assert SECURITY_HEADERS.items() <= headers.items()
+    assert headers["strict-transport-security"] == "max-age=31536000; includeSubDomains; preload"
+    assert b"not signed" in body
+
+
+def test_gunicorn_keeps_authorization_codes_out_of_the_access_log(gunicorn):
+    port, log = gunicorn
+    code = secrets.token_urlsafe(24)
+    headers = {"X-Forwarded-Proto": "https", "Referer": f"https://connect.example.com/authorize?code={code}"}
+
+    status, _, _ = get(port, f"/authorize?code={code}&state=unknown-state", headers)
+
+    assert status == 400
+    time.sleep(0.2)  # the access log line is written after the response
+    text = log.read_text()
+    assert '"GET /authorize HTTP/1.1" 400' in text
+    assert code not in text
+
+
+def test_gunicorn_refuses_malformed_requests_with_4xx(gunicorn):
+    port, _ = gunicorn
+    secure = {"X-Forwarded-Proto": "https"}
+    assert get(port, "/healthz", {"Cookie": 'sessionid="\\000abcdefghijkl"'})[0] == 400
+    assert get(port, "/start/" + "a" * 100_000, secure)[0] in (400, 414)
+    assert get(port, "/profiles/%00", secure)[0] == 400
