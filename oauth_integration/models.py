@@ -33,9 +33,17 @@ class OAuthTokenQuerySet(EncryptedQuerySet):
         return self.filter(status=ConnectionStatus.ACTIVE)
 
     def due_for_refresh(self, *, expiring_before: datetime, unused_since: datetime) -> OAuthTokenQuerySet:
-        """Active connections whose access token is about to expire or that sat unused too long."""
+        """Active connections that are in use and whose access token is about to expire, or whose
+        refresh token sat unused too long.
+
+        "In use": called since its last refresh. Idle connections are not refreshed every
+        hour just because their access token expires; a call refreshes them when needed.
+        """
+        in_use = models.Q(last_refreshed_at__isnull=False, last_called_at__gt=models.F("last_refreshed_at")) | models.Q(
+            last_refreshed_at__isnull=True, last_called_at__gt=models.F("connected_at")
+        )
         return self.active().filter(
-            models.Q(expires_at__lt=expiring_before)
+            (models.Q(expires_at__lt=expiring_before) & in_use)
             | models.Q(last_refreshed_at__lt=unused_since)
             | models.Q(last_refreshed_at__isnull=True, connected_at__lt=unused_since)
         )
@@ -61,6 +69,8 @@ class OAuthToken(models.Model):
 
     connected_at = models.DateTimeField(default=timezone.now, db_index=True)
     last_refreshed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # First successful call with each new access token (not every call: no write on the hot path).
+    last_called_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     # Single-flight refresh (see services.py): bumped on every token write; a refresh

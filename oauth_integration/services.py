@@ -257,6 +257,8 @@ def _get(connection: Connection, path: str, params: dict[str, str] | None) -> di
         raise
     if connection.failure_reason:
         token_storage.clear_failure(customer)
+    if not connection.called_since_refresh:
+        token_storage.mark_called(customer)  # once per access token, for the keep-alive
     return body
 
 
@@ -302,14 +304,7 @@ def _fresh_connection(customer_identifier: str, *, rejected_version: int | None 
         if token_storage.claim_refresh(
             customer_identifier, version=connection.version, owner=owner, until=timezone.now() + _lease_duration()
         ):
-            succeeded = False
-            try:
-                fresh = _refresh_holding_lease(connection)
-                succeeded = True
-                return fresh
-            finally:
-                failed_until = None if succeeded else timezone.now() + conf.refresh_failure_cooldown
-                token_storage.release_refresh(customer_identifier, owner=owner, failed_until=failed_until)
+            return _refresh_and_release(connection, owner=owner)
         waiting = True
         if rejected_version is None:
             rejected_version = connection.version  # wait for whoever holds the lease to move it on
@@ -317,6 +312,18 @@ def _fresh_connection(customer_identifier: str, *, rejected_version: int | None 
             raise RefreshInProgress(customer_identifier)
         time.sleep(pause * random.uniform(0.5, 1.5))  # noqa: S311 (jitter)
         pause = min(pause * 1.5, 0.5)
+
+
+def _refresh_and_release(connection: Connection, *, owner: str) -> Connection:
+    """Refresh under the lease ``owner`` claimed, then release it (marked failed on failure)."""
+    succeeded = False
+    try:
+        fresh = _refresh_holding_lease(connection)
+        succeeded = True
+        return fresh
+    finally:
+        failed_until = None if succeeded else timezone.now() + conf.refresh_failure_cooldown
+        token_storage.release_refresh(connection.customer_identifier, owner=owner, failed_until=failed_until)
 
 
 def _ensure_usable(connection: Connection) -> None:
@@ -469,16 +476,17 @@ def refresh_if_due(*, customer_identifier: str, expiring_before: datetime, unuse
         customer_identifier, version=connection.version, owner=owner, until=timezone.now() + _lease_duration()
     ):
         return RefreshOutcome.SKIPPED
-    try:
-        _refresh_holding_lease(connection)
-    finally:
-        token_storage.release_refresh(customer_identifier, owner=owner)
+    _refresh_and_release(connection, owner=owner)
     return RefreshOutcome.REFRESHED
 
 
 def _is_due(connection: Connection, *, expiring_before: datetime, unused_since: datetime) -> bool:
     # The test of OAuthTokenQuerySet.due_for_refresh, applied to a freshly read row.
-    expiring = connection.expires_at is not None and connection.expires_at < expiring_before
+    expiring = (
+        connection.expires_at is not None
+        and connection.expires_at < expiring_before
+        and connection.called_since_refresh
+    )
     return connection.status == ConnectionStatus.ACTIVE and (expiring or connection.last_used_at < unused_since)
 
 

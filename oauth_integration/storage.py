@@ -45,6 +45,7 @@ class Connection:
     last_refreshed_at: datetime | None
     refresh_lease_owner: str = ""
     refresh_lease_until: datetime | None = None
+    last_called_at: datetime | None = None
 
     @property
     def last_refresh_failed(self) -> bool:
@@ -61,6 +62,11 @@ class Connection:
     def last_used_at(self) -> datetime:
         """When the refresh token was last exchanged (or first granted)."""
         return self.last_refreshed_at or self.connected_at
+
+    @property
+    def called_since_refresh(self) -> bool:
+        """The current access token has been used for a call: the connection is in use."""
+        return self.last_called_at is not None and self.last_called_at > self.last_used_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,9 @@ class TokenStorage(Protocol):
     def clear_failure(self, customer_identifier: str) -> None:
         """Forget the last failure after a successful call."""
 
+    def mark_called(self, customer_identifier: str) -> None:
+        """Note that the current access token was used for a successful call."""
+
     def record_event(self, customer_identifier: str, kind: str, detail: str = "") -> None:
         """Append to the customer's connection history."""
 
@@ -158,6 +167,7 @@ def _connection(row: OAuthToken, *, with_secrets: bool = True) -> Connection:
         last_refreshed_at=row.last_refreshed_at,
         refresh_lease_owner=row.refresh_lease_owner,
         refresh_lease_until=row.refresh_lease_until,
+        last_called_at=row.last_called_at,
     )
 
 
@@ -258,6 +268,9 @@ class DjangoTokenStorage:
         OAuthToken.objects.filter(customer_identifier=customer_identifier).exclude(failure_reason="").update(
             failure_reason="", failure_detail="", failed_at=None
         )
+
+    def mark_called(self, customer_identifier: str) -> None:
+        OAuthToken.objects.filter(customer_identifier=customer_identifier).update(last_called_at=timezone.now())
 
     def record_event(self, customer_identifier: str, kind: str, detail: str = "") -> None:
         ConnectionEvent.objects.create(customer_identifier=customer_identifier, kind=kind, detail=detail[:255])

@@ -104,6 +104,9 @@ def make_connection(db):
             "expires_at": timezone.now() + timedelta(hours=1),
             "scopes": "accounts:read profiles:read",
             "version": 1,
+            # Connected an hour ago and called since: a connection in use.
+            "connected_at": timezone.now() - timedelta(hours=1),
+            "last_called_at": timezone.now() - timedelta(minutes=1),
             **overrides,
         }
         return OAuthToken.objects.create(**values)

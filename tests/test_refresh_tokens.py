@@ -289,3 +289,17 @@ def test_a_missing_encryption_key_stops_before_touching_anything(make_connection
         run()
     assert OAuthToken.objects.get(customer_identifier="cust").version == 1
     assert not ConnectionEvent.objects.exists()
+
+
+def test_idle_connections_are_not_kept_refreshed_just_because_their_token_expires(make_connection, mocked_responses):
+    now = timezone.now()
+    make_connection("idle-since-refresh", expires_at=now + timedelta(minutes=5), last_called_at=None)
+    make_connection(
+        "called-before-last-refresh",
+        expires_at=now + timedelta(minutes=5),
+        last_refreshed_at=now - timedelta(minutes=50),
+        last_called_at=now - timedelta(minutes=55),
+    )
+    out, _ = run()
+    assert out == "No connection is due for a refresh.\n"
+    assert len(mocked_responses.calls) == 0

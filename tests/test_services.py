@@ -264,3 +264,14 @@ def test_a_second_401_after_refresh_is_recorded(mocked_responses, make_connectio
         services.get_profiles(customer_identifier="cust-1")
     assert events() == ["refreshed", "call_failed"]
     assert OAuthToken.objects.get().failure_reason == FailureReason.KLAVIYO_ERROR
+
+
+def test_the_first_call_with_each_access_token_is_noted_once(mocked_responses, make_connection):
+    make_connection(last_called_at=None)
+    mocked_responses.get(PROFILES_URL, json=profiles_body())
+    mocked_responses.get(PROFILES_URL, json=profiles_body())
+    services.get_profiles(customer_identifier="cust-1")
+    first = OAuthToken.objects.get().last_called_at
+    assert first is not None
+    services.get_profiles(customer_identifier="cust-1")
+    assert OAuthToken.objects.get().last_called_at == first  # no write on later calls
