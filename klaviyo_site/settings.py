@@ -23,7 +23,8 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 
 def _env_str(name: str, default: str = "") -> str:
-    return env.str(name, default=default).strip()
+    # Set-but-empty counts as unset, so `PORT=` in .env means the default, not "".
+    return env.str(name, default="").strip() or default
 
 
 # Malformed values fall back to their defaults and are listed here; the system check

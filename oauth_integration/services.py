@@ -365,15 +365,29 @@ def _refresh_holding_lease(connection: Connection) -> Connection:
             token_storage.record_event(customer, Event.REFRESH_FAILED, str(exc))
             logger.warning("Refreshing the token of %s failed: %s", customer, exc)
             raise
-        token_storage.save_refreshed(customer, grant)
+        if not token_storage.save_refreshed(customer, grant):
+            _revoke_orphan(customer, grant.refresh_token)
+            raise ReauthorizationRequired(customer, ConnectionStatus.REVOKED)
         token_storage.record_event(
             customer, Event.REFRESHED, f"access token valid until {grant.expires_at:%Y-%m-%d %H:%M:%S %Z}"
         )
         logger.info("Refreshed the Klaviyo token of %s", customer)
-        fresh = token_storage.retrieve(customer)
-        _ensure_usable(fresh)  # disconnected while we were refreshing
-        return fresh
+        return token_storage.retrieve(customer)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _revoke_orphan(customer_identifier: str, refresh_token: str | None) -> None:
+    """The connection was disconnected while a refresh was in flight: a refresh token Klaviyo
+    just issued must not stay valid with nobody holding it."""
+    logger.info("Connection of %s was disconnected during a refresh; revoking the new token", customer_identifier)
+    if not refresh_token:
+        return
+    try:
+        klaviyo.revoke(refresh_token=refresh_token)
+    except KlaviyoError as exc:
+        token_storage.record_event(
+            customer_identifier, Event.REVOKE_FAILED, f"token issued during the disconnect not revoked: {exc}"
+        )
 
 
 # --- disconnecting -----------------------------------------------------------------------

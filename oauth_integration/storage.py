@@ -106,8 +106,10 @@ class TokenStorage(Protocol):
     def claim_refresh(self, customer_identifier: str, *, version: int, owner: str, until: datetime) -> bool:
         """Take the refresh lease if nobody holds a live one and ``version`` is still current."""
 
-    def save_refreshed(self, customer_identifier: str, grant: TokenGrant) -> None:
-        """Store refreshed tokens (keeping the old refresh token if none came back); release the lease."""
+    def save_refreshed(self, customer_identifier: str, grant: TokenGrant) -> bool:
+        """Store refreshed tokens (keeping the old refresh token if none came back); release the lease.
+
+        False when the connection is no longer active (disconnected meanwhile): nothing stored."""
 
     def release_refresh(self, customer_identifier: str, *, owner: str, failed_until: datetime | None = None) -> None:
         """Give the lease back if ``owner`` still holds it; after a failure, mark it until ``failed_until``."""
@@ -228,7 +230,7 @@ class DjangoTokenStorage:
         )
         return claimed == 1
 
-    def save_refreshed(self, customer_identifier: str, grant: TokenGrant) -> None:
+    def save_refreshed(self, customer_identifier: str, grant: TokenGrant) -> bool:
         values: dict[str, object] = {
             "access_token": grant.access_token,
             "expires_at": grant.expires_at,
@@ -244,9 +246,10 @@ class DjangoTokenStorage:
             values["refresh_token"] = grant.refresh_token
         if grant.scopes:
             values["scopes"] = grant.scopes
-        OAuthToken.objects.filter(customer_identifier=customer_identifier, status=ConnectionStatus.ACTIVE).update(
-            **values
-        )
+        updated = OAuthToken.objects.filter(
+            customer_identifier=customer_identifier, status=ConnectionStatus.ACTIVE
+        ).update(**values)
+        return updated == 1
 
     def release_refresh(self, customer_identifier: str, *, owner: str, failed_until: datetime | None = None) -> None:
         OAuthToken.objects.filter(customer_identifier=customer_identifier, refresh_lease_owner=owner).update(

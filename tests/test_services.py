@@ -275,3 +275,22 @@ def test_the_first_call_with_each_access_token_is_noted_once(mocked_responses, m
     assert first is not None
     services.get_profiles(customer_identifier="cust-1")
     assert OAuthToken.objects.get().last_called_at == first  # no write on later calls
+
+
+def test_a_disconnect_during_a_refresh_revokes_the_token_issued_meanwhile(mocked_responses, make_connection):
+    make_connection(expires_at=timezone.now() - timedelta(minutes=1))
+
+    def refreshed_while_staff_disconnect(request):
+        OAuthToken.objects.update(status=ConnectionStatus.REVOKED, access_token=None, refresh_token=None)
+        return 200, {}, json.dumps(token_body("at-orphan", "rt-orphan"))
+
+    mocked_responses.add_callback("POST", TOKEN_URL, callback=refreshed_while_staff_disconnect)
+    mocked_responses.post(
+        REVOKE_URL,
+        match=[matchers.urlencoded_params_matcher({"token": "rt-orphan", "token_type_hint": "refresh_token"})],
+    )
+    with pytest.raises(ReauthorizationRequired):
+        services.get_profiles(customer_identifier="cust-1")
+    row = OAuthToken.objects.get()
+    assert (row.status, row.access_token, row.refresh_token) == (ConnectionStatus.REVOKED, None, None)
+    assert "refreshed" not in events()
