@@ -11,10 +11,37 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 from urllib.parse import parse_qs
 
 
-class FakeKlaviyo:
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 and a free port, running inside a ``with`` block."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+
+class FakeKlaviyo(LoopbackServer):
     def __init__(
         self,
         *,
@@ -29,30 +56,14 @@ class FakeKlaviyo:
         self.expires_in = expires_in
         self.refresh_requests = 0
         self.api_requests = 0
-        self._lock = threading.Lock()
         self._refresh_tokens: set[str] = set()
         self._access_tokens: set[str] = set()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__()
 
     def grant(self, *, access_token: str, refresh_token: str) -> None:
         with self._lock:
             self._access_tokens.add(access_token)
             self._refresh_tokens.add(refresh_token)
-
-    def __enter__(self) -> FakeKlaviyo:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def _refresh(self, form: dict[str, str]) -> tuple[int, dict]:
         with self._lock:
@@ -130,7 +141,7 @@ class FakeKlaviyo:
         return Handler
 
 
-class ScriptedServer:
+class ScriptedServer(LoopbackServer):
     """Answers each request with the next scripted step, over real HTTP on loopback.
 
     A step is ``(status, headers, body)``, ``("sleep", seconds)`` to stall before answering
@@ -140,23 +151,7 @@ class ScriptedServer:
     def __init__(self, steps: list[tuple]):
         self.steps = list(steps)
         self.requests: list[tuple[str, float]] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> ScriptedServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
