@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import secrets
 import signal
 import socket
@@ -599,6 +600,7 @@ def run(bench: Bench, db_label: str) -> None:
     per_call(bench)
     admin_changelist(bench)
     refresh_command(bench)
+    refresh_in_process(bench)
     encryption(bench)
 
 
@@ -780,6 +782,7 @@ def refresh_command(bench: Bench) -> None:
         return
     upstream_call(bench.upstream.port, "POST", "/_reset")
     with (bench.logs / "refresh_tokens.log").open("w") as log:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         completed = subprocess.run(
             [sys.executable, "manage.py", "refresh_tokens"],
@@ -791,6 +794,8 @@ def refresh_command(bench: Bench) -> None:
             check=False,
         )
         wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     refreshed = upstream_call(bench.upstream.port, "GET", "/_stats")["refresh_requests"]
     left = OAuthToken.objects.filter(expires_at__lt=timezone.now()).count()
     bench.table.add(
@@ -800,8 +805,34 @@ def refresh_command(bench: Bench) -> None:
         per_s(refreshed / wall),
         "",
         "",
-        "",
-        f"{wall:.1f} s incl. start-up; exit {completed.returncode}; {left:,} left expired",
+        ms(cpu / refreshed) if refreshed else "",
+        f"{wall:.1f} s incl. start-up; exit {completed.returncode}; {left:,} left expired; "
+        f"output in bench/results/refresh_tokens.log",
+    )
+
+
+def refresh_in_process(bench: Bench) -> None:
+    """What one refresh costs us: services.refresh_connection, one after another, in this process."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from oauth_integration import services
+
+    step("services.refresh_connection in-process")
+    count = min(500, len(bench.customers))
+    customers = bench.customers[-count:]
+    upstream_call(bench.upstream.port, "POST", "/_reset")
+    with CaptureQueriesContext(connection) as queries:
+        services.refresh_connection(customer_identifier=customers[0])
+    result, cpu = timed_calls(lambda i: services.refresh_connection(customer_identifier=customers[i]), count - 1, 0)
+    refreshed = upstream_call(bench.upstream.port, "GET", "/_stats")["refresh_requests"]
+    load_row(
+        bench.table,
+        "3",
+        "services.refresh_connection in-process (one refresh, single-flight), 1 thread",
+        result,
+        cpu,
+        f"{len(queries)} queries per refresh; {refreshed:,} refreshes seen upstream",
     )
 
 
