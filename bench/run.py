@@ -520,8 +520,8 @@ def main() -> None:
         scratch_database(Path(tmp)) as (database_url, db_label),
     ):
         app_port = free_port()
-        env = app_environment(database_url, upstream.port, app_port)
-        os.environ.update(env)
+        os.environ.update(app_environment(database_url, upstream.port, app_port))
+        env = dict(os.environ)  # gunicorn and manage.py inherit the environment, as they would when deployed
         bench = Bench(args, Table(), machine(), env, upstream, app_port, logs, args.concurrency or args.workers)
         run(bench, db_label)
 
