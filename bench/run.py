@@ -334,7 +334,8 @@ def seed(total: int, due: int) -> float:
             for start in range(0, total, batch):
                 cursor.executemany(sql, list(rows(start, min(total, start + batch))))
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {table}")
+        # As autovacuum would have by then on PostgreSQL (visibility map for index-only scans).
+        cursor.execute(f"VACUUM ANALYZE {table}" if connection.vendor == "postgresql" else f"ANALYZE {table}")
     return time.perf_counter() - started
 
 
