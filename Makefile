@@ -53,5 +53,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Benchmarks against a local fake Klaviyo (bench/README.md); PostgreSQL when DATABASE_URL names one.
+bench: $(VENV)/.installed
+	$(PY) -m bench
+
 clean:
 	rm -rf $(VENV) staticfiles test-artifacts .pytest_cache .ruff_cache

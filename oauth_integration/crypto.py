@@ -63,26 +63,31 @@ def development_key(secret_key: str) -> bytes:
     return hkdf.derive(secret_key.encode("utf-8"))
 
 
+def keyring() -> Keyring:
+    """The keyring for the configured keys (cached per key set, so settings overrides apply)."""
+    hex_key = conf.encryption_key
+    development_secret = conf.secret_key if not hex_key and conf.debug else None
+    return _keyring(hex_key, conf.encryption_key_fallbacks, development_secret)
+
+
 @functools.lru_cache(maxsize=8)
-def _build_keyring(current: bytes, fallbacks: tuple[bytes, ...]) -> Keyring:
+def _keyring(hex_key: str, fallback_hex_keys: tuple[str, ...], development_secret: str | None) -> Keyring:
+    # Cached on the settings' own strings: every encrypt and decrypt asks for the keyring,
+    # and parsing keys (or deriving the development key) each time was a quarter of the cost.
+    # Errors are raised afresh on every call (lru_cache does not keep exceptions).
+    if hex_key:
+        current = parse_key(hex_key)
+    elif development_secret is not None:
+        current = development_key(development_secret)
+    else:
+        raise EncryptionKeyError("TOKEN_ENCRYPTION_KEY is not set; it is required when DEBUG is off")
+    fallbacks = tuple(
+        parse_key(k, name=f"TOKEN_ENCRYPTION_KEY_FALLBACKS[{i}]") for i, k in enumerate(fallback_hex_keys)
+    )
     ciphers: dict[str, AESGCM] = {}
     for key in (*fallbacks, current):  # the current key wins a (vanishingly unlikely) id clash
         ciphers[key_id(key)] = AESGCM(key)
     return Keyring(current_id=key_id(current), ciphers=ciphers)
-
-
-def keyring() -> Keyring:
-    """The keyring for the configured keys (cached per key set, so settings overrides apply)."""
-    if conf.encryption_key:
-        current = parse_key(conf.encryption_key)
-    elif conf.debug:
-        current = development_key(conf.secret_key)
-    else:
-        raise EncryptionKeyError("TOKEN_ENCRYPTION_KEY is not set; it is required when DEBUG is off")
-    fallbacks = tuple(
-        parse_key(k, name=f"TOKEN_ENCRYPTION_KEY_FALLBACKS[{i}]") for i, k in enumerate(conf.encryption_key_fallbacks)
-    )
-    return _build_keyring(current, fallbacks)
 
 
 def encrypt(plaintext: str, *, context: str) -> str:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from django.utils import timezone
@@ -112,9 +112,36 @@ def build_retry(*, retries: int, max_wait: float) -> KlaviyoRetry:
     )
 
 
+class KlaviyoSession(requests.Session):
+    """A ``requests.Session`` that reads proxy and CA-bundle variables from the environment once per host.
+
+    Plain ``requests`` scans the whole process environment on every request (``*_PROXY``,
+    ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``): a third of the CPU of a call to Klaviyo. The
+    environment of a running process does not change, so the answer is kept per host.
+    Explicit per-call ``proxies``/``verify``/``cert``/``stream`` still go through requests.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment_settings: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def merge_environment_settings(
+        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        if proxies or stream is not None or verify is not None or cert is not None or not isinstance(url, str):
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        settings = self._environment_settings.get(key)
+        if settings is None:
+            settings = super().merge_environment_settings(url, {}, None, None, None)
+            self._environment_settings[key] = settings
+        return {**settings, "proxies": dict(settings["proxies"])}
+
+
 @functools.lru_cache(maxsize=4)
 def _session(retries: int, max_wait: float) -> requests.Session:
-    session = requests.Session()
+    session = KlaviyoSession()
     adapter = HTTPAdapter(max_retries=build_retry(retries=retries, max_wait=max_wait), pool_maxsize=32)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

@@ -93,3 +93,19 @@ def test_port_comes_from_the_environment_and_sandbox_is_the_default_without_cred
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "8123"]
+
+
+@pytest.mark.parametrize("url", ["sqlite:///db.sqlite3", "postgres://user@db.example:5432/app"])
+def test_database_connections_are_kept_across_requests_on_every_engine(url):
+    result = _manage(
+        "shell",
+        "--verbosity",
+        "0",
+        "-c",
+        "from django.conf import settings; d = settings.DATABASES['default']; "
+        "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'])",
+        DATABASE_URL=url,
+        DEBUG="true",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["60", "True"]

@@ -87,3 +87,32 @@ def test_malformed_keys_are_rejected_by_name_not_value(settings, bad):
         crypto.encrypt("x", context=CONTEXT)
     assert "TOKEN_ENCRYPTION_KEY" in str(excinfo.value)
     assert bad not in str(excinfo.value)
+
+
+def test_the_keyring_is_built_once_per_key_set(settings):
+    assert crypto.keyring() is crypto.keyring()
+    settings.TOKEN_ENCRYPTION_KEY_FALLBACKS = [OTHER_KEY]
+    with_fallback = crypto.keyring()
+    assert sorted(with_fallback.ciphers) == sorted({crypto.key_id(bytes.fromhex(k)) for k in (TEST_KEY, OTHER_KEY)})
+    assert crypto.keyring() is with_fallback
+
+
+def test_a_malformed_key_fails_on_every_call_until_fixed(settings):
+    settings.TOKEN_ENCRYPTION_KEY = "abc"
+    for _ in range(2):
+        with pytest.raises(EncryptionKeyError):
+            crypto.encrypt("x", context=CONTEXT)
+    settings.TOKEN_ENCRYPTION_KEY = TEST_KEY
+    assert crypto.decrypt(crypto.encrypt("x", context=CONTEXT), context=CONTEXT) == "x"
+
+
+def test_the_development_key_follows_secret_key(settings):
+    settings.TOKEN_ENCRYPTION_KEY = ""
+    settings.DEBUG = True
+    envelope = crypto.encrypt("x", context=CONTEXT)
+    settings.SECRET_KEY = "another-development-secret"
+    with pytest.raises(TokenDecryptionError):
+        crypto.decrypt(envelope, context=CONTEXT)
+    settings.DEBUG = False
+    with pytest.raises(EncryptionKeyError):
+        crypto.encrypt("x", context=CONTEXT)

@@ -13,7 +13,7 @@ from oauth_integration.exceptions import (
     KlaviyoUnauthorized,
     KlaviyoUnavailable,
 )
-from oauth_integration.klaviyo import KlaviyoClient, KlaviyoRetry, build_retry
+from oauth_integration.klaviyo import KlaviyoClient, KlaviyoRetry, KlaviyoSession, build_retry, shared_session
 from tests.conftest import PROFILES_URL, REVOKE_URL, TOKEN_URL, profiles_body, token_body
 
 BASIC = "Basic " + base64.b64encode(b"client-id:client-secret").decode()
@@ -239,3 +239,51 @@ def test_backoff_is_jittered_and_grows():
     assert 0.375 <= waits[1] <= 1.125
     assert 0.5625 <= waits[2] <= 1.6875
     assert isinstance(retry, KlaviyoRetry)
+
+
+# --- the pooled session reads the environment once per host -------------------------------
+
+
+def test_the_shared_session_is_a_klaviyo_session():
+    assert isinstance(shared_session(), KlaviyoSession)
+
+
+def test_proxy_and_ca_bundle_variables_still_apply(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "skip.example")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/our-bundle.pem")
+    session = KlaviyoSession()
+    via_proxy = session.merge_environment_settings(PROFILES_URL, {}, None, None, None)
+    assert via_proxy["proxies"]["https"] == "http://proxy.internal:3128"
+    assert via_proxy["verify"] == "/etc/ssl/our-bundle.pem"
+    bypassed = session.merge_environment_settings("https://skip.example/api", {}, None, None, None)
+    assert "https" not in bypassed["proxies"]
+
+
+def test_the_environment_is_read_once_per_host(monkeypatch):
+    reads = []
+    real = requests.sessions.get_environ_proxies
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", lambda *a, **kw: reads.append(a) or real(*a, **kw))
+    session = KlaviyoSession()
+    first = session.merge_environment_settings(PROFILES_URL, {}, None, None, None)
+    first["proxies"]["https"] = "http://changed-by-a-caller:1"
+    again = session.merge_environment_settings(f"{PROFILES_URL}?page[size]=5", {}, None, None, None)
+    session.merge_environment_settings("https://other.example/x", {}, None, None, None)
+    assert len(reads) == 2  # one per host
+    assert again["proxies"].get("https") != "http://changed-by-a-caller:1"  # callers get copies
+
+
+def test_explicit_per_call_settings_bypass_the_cache(monkeypatch):
+    session = KlaviyoSession()
+    session.merge_environment_settings(PROFILES_URL, {}, None, None, None)
+    monkeypatch.setenv("HTTPS_PROXY", "http://late.internal:3128")
+    explicit = session.merge_environment_settings(PROFILES_URL, {}, None, False, None)
+    assert explicit["verify"] is False
+    assert explicit["proxies"]["https"] == "http://late.internal:3128"
+
+
+def test_calls_through_the_session_still_reach_klaviyo(mocked_responses):
+    mocked_responses.get(PROFILES_URL, json=profiles_body("p1"))
+    mocked_responses.get(PROFILES_URL, json=profiles_body("p2"))
+    assert client.get("/api/profiles", access_token="at-1")["data"][0]["id"] == "p1"
+    assert client.get("/api/profiles", access_token="at-1")["data"][0]["id"] == "p2"

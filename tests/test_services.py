@@ -44,6 +44,13 @@ def test_valid_token_is_used_without_refreshing(mocked_responses, make_connectio
     assert body["data"][0]["id"] == "p1"
 
 
+def test_a_call_with_a_valid_token_costs_one_query(mocked_responses, make_connection, django_assert_num_queries):
+    make_connection()
+    mocked_responses.get(PROFILES_URL, json=profiles_body("p1"))
+    with django_assert_num_queries(1):
+        services.get_profiles(customer_identifier="cust-1")
+
+
 def test_token_expiring_within_the_margin_is_refreshed_first(mocked_responses, make_connection):
     make_connection(expires_at=timezone.now() + timedelta(seconds=30))
     mocked_responses.post(TOKEN_URL, match=[refresh_form("rt-cust-1")], json=token_body("at-2", "rt-2"))

@@ -1,0 +1,1 @@
+"""Benchmarks of the Klaviyo integration against a local fake upstream (``make bench``)."""
