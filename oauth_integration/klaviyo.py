@@ -10,6 +10,7 @@ bound the total time spent waiting; only idempotent GETs are retried after a res
 from __future__ import annotations
 
 import functools
+import http.cookiejar
 import logging
 import random
 import time
@@ -112,6 +113,21 @@ def build_retry(*, retries: int, max_wait: float) -> KlaviyoRetry:
     )
 
 
+class BearerAuth(requests.auth.AuthBase):
+    """``Authorization: Bearer``, set as requests auth so that a ``.netrc`` entry for the
+    host cannot replace it (requests consults .netrc only when no auth is given)."""
+
+    def __init__(self, access_token: str) -> None:
+        self._access_token = access_token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._access_token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(<secret>)"
+
+
 class KlaviyoSession(requests.Session):
     """A ``requests.Session`` that reads proxy and CA-bundle variables from the environment once per host.
 
@@ -124,6 +140,8 @@ class KlaviyoSession(requests.Session):
     def __init__(self) -> None:
         super().__init__()
         self._environment_settings: dict[tuple[str, str], dict[str, Any]] = {}
+        # One session serves every customer: never carry a cookie from one call to the next.
+        self.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
     def merge_environment_settings(
         self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
@@ -256,11 +274,8 @@ class KlaviyoClient:
             response = self.session.get(
                 f"{conf.base_url}{path}",
                 params=params,
-                headers={
-                    "Authorization": f"Bearer {access_token}",
-                    "revision": conf.revision,
-                    "Accept": JSON_API,
-                },
+                auth=BearerAuth(access_token),
+                headers={"revision": conf.revision, "Accept": JSON_API},
                 timeout=conf.http_timeout,
                 allow_redirects=False,
             )

@@ -287,3 +287,20 @@ def test_calls_through_the_session_still_reach_klaviyo(mocked_responses):
     mocked_responses.get(PROFILES_URL, json=profiles_body("p2"))
     assert client.get("/api/profiles", access_token="at-1")["data"][0]["id"] == "p1"
     assert client.get("/api/profiles", access_token="at-1")["data"][0]["id"] == "p2"
+
+
+def test_a_netrc_entry_for_the_host_cannot_replace_the_bearer_token(mocked_responses, tmp_path, monkeypatch):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine a.klaviyo.com login someone password something\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    mocked_responses.get(PROFILES_URL, match=[matchers.header_matcher({"Authorization": "Bearer at-1"})], json={})
+    client.get("/api/profiles", access_token="at-1")
+
+
+def test_cookies_from_one_call_never_ride_along_on_the_next(mocked_responses):
+    mocked_responses.get(PROFILES_URL, json={}, headers={"Set-Cookie": "visitor=cust-a; Path=/"})
+    mocked_responses.get(PROFILES_URL, json={})
+    client.get("/api/profiles", access_token="at-a")
+    client.get("/api/profiles", access_token="at-b")
+    assert "Cookie" not in mocked_responses.calls[1].request.headers
