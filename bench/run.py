@@ -314,7 +314,10 @@ def seed(total: int, due: int) -> float:
                 "access_token": crypto.encrypt("at-" + secrets.token_urlsafe(375), context=access_field.context(cid)),
                 "refresh_token": crypto.encrypt("rt-" + secrets.token_urlsafe(48), context=refresh_field.context(cid)),
                 "expires_at": adapt(expires),
-                "last_refreshed_at": adapt(expires - timedelta(hours=1)),
+                # Refreshed in the past, and called since: connections in use, so the expired
+                # ones are due for refresh_tokens (which leaves idle connections alone).
+                "last_refreshed_at": adapt(min(expires - timedelta(hours=1), now - timedelta(minutes=number % 60 + 1))),
+                "last_called_at": adapt(now - timedelta(seconds=30)),
                 "klaviyo_account_id": f"ACC{number:06d}",
                 "klaviyo_account_name": f"Store {number}",
             }
