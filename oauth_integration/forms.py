@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs, urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 
 from oauth_integration.exceptions import InvalidCustomerIdentifier
+from oauth_integration.klaviyo import page_cursor
 from oauth_integration.validators import CUSTOMER_IDENTIFIER_MAX_LENGTH, validate_customer_identifier
 
 _PRINTABLE_ASCII_PATTERN = r"^[\x21-\x7e]*\Z"
@@ -50,16 +50,18 @@ class ProfilesQueryForm(QueryForm):
     page_size = forms.IntegerField(required=False, min_value=1, max_value=100)
     cursor = forms.CharField(required=False, max_length=4096, validators=[_PRINTABLE_ASCII])
 
-    def clean_cursor(self) -> str:
-        cursor: str = self.cleaned_data["cursor"]
-        if cursor.startswith(("http://", "https://")):
-            # The URL is percent-encoded; the cursor inside it must be printable ASCII once decoded.
-            try:
-                embedded = parse_qs(urlsplit(cursor).query).get("page[cursor]", [])
-            except ValueError as exc:
-                raise ValidationError("Malformed URL.") from exc
-            if not all(re.match(_PRINTABLE_ASCII_PATTERN, value) for value in embedded):
-                raise ValidationError("The URL's page[cursor] may contain only printable ASCII characters.")
+    def clean_cursor(self) -> str | None:
+        """The bare cursor, also when Klaviyo's whole ``links.next`` URL was given."""
+        value: str = self.cleaned_data["cursor"]
+        if not value:
+            return None
+        try:
+            cursor = page_cursor(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+        # A URL is percent-encoded; the cursor inside it must be printable ASCII once decoded.
+        if not re.match(_PRINTABLE_ASCII_PATTERN, cursor):
+            raise ValidationError("The URL's page[cursor] may contain only printable ASCII characters.")
         return cursor
 
 

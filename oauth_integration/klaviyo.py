@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import requests
 from django.utils import timezone
@@ -342,3 +342,19 @@ def _api_error(response: requests.Response) -> Exception:
     if status == 429:
         return KlaviyoThrottled(status=status, code=code, retry_after=_retry_after(response))
     return KlaviyoAPIError(status=status, code=code)
+
+
+def page_cursor(value: str) -> str:
+    """Accept a bare cursor or Klaviyo's full ``links.next`` URL; return the bare cursor.
+
+    Raises ValueError when a URL is malformed or carries no ``page[cursor]``.
+    """
+    if not value.startswith(("http://", "https://")):
+        return value
+    try:
+        found = parse_qs(urlsplit(value).query).get("page[cursor]")
+    except ValueError as exc:
+        raise ValueError("The cursor URL is malformed.") from exc
+    if not found or not found[0]:
+        raise ValueError("The URL has no page[cursor] parameter.")
+    return found[0]

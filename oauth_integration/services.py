@@ -44,7 +44,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from django.db import DatabaseError
 from django.db import connection as db_connection
@@ -200,16 +199,6 @@ def get_profiles(
     if cursor:
         params["page[cursor]"] = cursor
     return call_klaviyo(customer_identifier=customer_identifier, path="/api/profiles", params=params)
-
-
-def page_cursor(value: str) -> str:
-    """Accept a bare cursor or a full ``links.next`` URL; return the bare cursor (ValueError if none)."""
-    if value.startswith(("http://", "https://")):
-        found = parse_qs(urlsplit(value).query).get("page[cursor]")
-        if not found or not found[0]:
-            raise ValueError("The URL has no page[cursor] parameter.")
-        return found[0]
-    return value
 
 
 def call_klaviyo(*, customer_identifier: str, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:

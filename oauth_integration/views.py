@@ -151,13 +151,10 @@ def profiles(request: HttpRequest, customer_identifier: str) -> JsonResponse:
     if not form.is_valid():
         return _json_error(400, "invalid_parameter", "Invalid query parameter", first_error(form))
     try:
-        cursor = services.page_cursor(form.cleaned_data["cursor"]) if form.cleaned_data["cursor"] else None
-    except ValueError as exc:
-        return _json_error(400, "invalid_parameter", "Invalid cursor", str(exc))
-
-    try:
         body = services.get_profiles(
-            customer_identifier=customer_identifier, page_size=form.cleaned_data["page_size"], cursor=cursor
+            customer_identifier=customer_identifier,
+            page_size=form.cleaned_data["page_size"],
+            cursor=form.cleaned_data["cursor"],
         )
     except TokenNotFound:
         return _json_error(404, "not_connected", "This customer has not connected Klaviyo.")

@@ -13,7 +13,14 @@ from oauth_integration.exceptions import (
     KlaviyoUnauthorized,
     KlaviyoUnavailable,
 )
-from oauth_integration.klaviyo import KlaviyoClient, KlaviyoRetry, KlaviyoSession, build_retry, shared_session
+from oauth_integration.klaviyo import (
+    KlaviyoClient,
+    KlaviyoRetry,
+    KlaviyoSession,
+    build_retry,
+    page_cursor,
+    shared_session,
+)
 from tests.conftest import PROFILES_URL, REVOKE_URL, TOKEN_URL, profiles_body, token_body
 
 BASIC = "Basic " + base64.b64encode(b"client-id:client-secret").decode()
@@ -304,3 +311,13 @@ def test_cookies_from_one_call_never_ride_along_on_the_next(mocked_responses):
     client.get("/api/profiles", access_token="at-a")
     client.get("/api/profiles", access_token="at-b")
     assert "Cookie" not in mocked_responses.calls[1].request.headers
+
+
+def test_page_cursor_accepts_a_bare_cursor_or_the_links_next_url():
+    assert page_cursor("abc123") == "abc123"
+    nxt = "https://a.klaviyo.com/api/profiles?page%5Bcursor%5D=bmV4dDo6MTI&page%5Bsize%5D=5"
+    assert page_cursor(nxt) == "bmV4dDo6MTI"
+    with pytest.raises(ValueError, match="page\\[cursor\\]"):
+        page_cursor("https://a.klaviyo.com/api/profiles?page%5Bsize%5D=5")
+    with pytest.raises(ValueError, match="malformed"):
+        page_cursor("https://[::1/?page%5Bcursor%5D=x")

@@ -11,7 +11,7 @@ from django.utils import timezone
 from klaviyo_sandbox.accounts import profiles_of
 from klaviyo_sandbox.models import AccessToken, Grant
 from oauth_integration import services
-from oauth_integration.klaviyo import shared_session
+from oauth_integration.klaviyo import page_cursor, shared_session
 from oauth_integration.models import ConnectionEvent, OAuthToken
 
 CUSTOMER = "live-shop"
@@ -78,15 +78,13 @@ def test_integration_connects_refreshes_reads_and_disconnects_through_the_sandbo
         ConnectionEvent.objects.filter(customer_identifier=CUSTOMER, kind=ConnectionEvent.Kind.REFRESHED).count() == 1
     )
 
-    second_page = services.get_profiles(
-        customer_identifier=CUSTOMER, cursor=services.page_cursor(first_page["links"]["next"])
-    )
+    second_page = services.get_profiles(customer_identifier=CUSTOMER, cursor=page_cursor(first_page["links"]["next"]))
     assert ids(second_page) == expected[20:40]
 
     # Klaviyo rejects the access token before its expiry: one refresh, one retry.
     AccessToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     last_page = services.get_profiles(
-        customer_identifier=CUSTOMER, page_size=20, cursor=services.page_cursor(second_page["links"]["next"])
+        customer_identifier=CUSTOMER, page_size=20, cursor=page_cursor(second_page["links"]["next"])
     )
     assert ids(last_page) == expected[40:]
     assert last_page["links"]["next"] is None

@@ -203,14 +203,6 @@ def test_api_failures_are_recorded_on_the_connection(mocked_responses, make_conn
     assert row.status == ConnectionStatus.ACTIVE
 
 
-def test_page_cursor_accepts_a_bare_cursor_or_the_links_next_url():
-    assert services.page_cursor("abc123") == "abc123"
-    nxt = "https://a.klaviyo.com/api/profiles?page%5Bcursor%5D=bmV4dDo6MTI&page%5Bsize%5D=5"
-    assert services.page_cursor(nxt) == "bmV4dDo6MTI"
-    with pytest.raises(ValueError, match="page\\[cursor\\]"):
-        services.page_cursor("https://a.klaviyo.com/api/profiles?page%5Bsize%5D=5")
-
-
 def test_disconnect_revokes_at_klaviyo_then_forgets_the_tokens(mocked_responses, make_connection):
     make_connection()
     mocked_responses.post(
