@@ -265,6 +265,7 @@ def _log_level(name: str, default: str) -> str:
     return raw
 
 
+LOG_LEVEL = _log_level("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -272,8 +273,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "oauth_integration": {"level": _log_level("LOG_LEVEL", "INFO"), "propagate": True},
-        "klaviyo_sandbox": {"level": _log_level("LOG_LEVEL", "INFO"), "propagate": True},
+        "oauth_integration": {"level": LOG_LEVEL, "propagate": True},
+        "klaviyo_sandbox": {"level": LOG_LEVEL, "propagate": True},
     },
 }
 TEST_RUNNER = "klaviyo_site.test_runner.PytestTestRunner"

@@ -109,3 +109,9 @@ def test_database_connections_are_kept_across_requests_on_every_engine(url):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["60", "True"]
+
+
+def test_a_malformed_log_level_is_reported_once():
+    result = _manage("check", DEBUG="true", SECRET_KEY="x" * 50, LOG_LEVEL="loud")
+    assert result.returncode != 0
+    assert result.stderr.count("LOG_LEVEL must be one of") == 1
