@@ -271,10 +271,8 @@ def _fresh_connection(customer_identifier: str, *, rejected_version: int | None 
     ``rejected_version``: the token of that version was rejected (or must be replaced);
     a newer version stored by another worker is good enough.
     """
-    owner = uuid.uuid4().hex
-    deadline = time.monotonic() + _lease_duration().total_seconds() + conf.http_timeout
+    deadline: float | None = None  # set once we wait for another worker's refresh
     pause = 0.02
-    waiting = False
     while True:
         connection = token_storage.retrieve(customer_identifier)
         _ensure_usable(connection)
@@ -284,23 +282,33 @@ def _fresh_connection(customer_identifier: str, *, rejected_version: int | None 
         elif connection.version != rejected_version:
             return connection
         if connection.last_refresh_failed and (
-            waiting or (connection.refresh_lease_until and connection.refresh_lease_until > timezone.now())
+            deadline is not None or (connection.refresh_lease_until and connection.refresh_lease_until > timezone.now())
         ):
             # The refresh we waited for, or one moments ago, failed: don't all retry it in turn.
             raise KlaviyoUnavailable(
                 f"Refreshing the token of {customer_identifier} failed in another worker ({connection.failure_reason})"
             )
-        if token_storage.claim_refresh(
-            customer_identifier, version=connection.version, owner=owner, until=timezone.now() + _lease_duration()
-        ):
+        owner = _claim_refresh_lease(connection)
+        if owner is not None:
             return _refresh_and_release(connection, owner=owner)
-        waiting = True
+        if deadline is None:
+            deadline = time.monotonic() + _lease_duration().total_seconds() + conf.http_timeout
         if rejected_version is None:
             rejected_version = connection.version  # wait for whoever holds the lease to move it on
         if time.monotonic() >= deadline:
             raise RefreshInProgress(customer_identifier)
         time.sleep(pause * random.uniform(0.5, 1.5))  # noqa: S311 (jitter)
         pause = min(pause * 1.5, 0.5)
+
+
+def _claim_refresh_lease(connection: Connection) -> str | None:
+    """Claim the refresh lease if nobody holds it and the row is still at this version; the owner id."""
+    owner = uuid.uuid4().hex
+    until = timezone.now() + _lease_duration()
+    claimed = token_storage.claim_refresh(
+        connection.customer_identifier, version=connection.version, owner=owner, until=until
+    )
+    return owner if claimed else None
 
 
 def _refresh_and_release(connection: Connection, *, owner: str) -> Connection:
@@ -474,10 +482,8 @@ def refresh_if_due(*, customer_identifier: str, expiring_before: datetime, unuse
     if not _is_due(connection, expiring_before=expiring_before, unused_since=unused_since):
         return RefreshOutcome.SKIPPED
     _ensure_usable(connection)
-    owner = uuid.uuid4().hex
-    if not token_storage.claim_refresh(
-        customer_identifier, version=connection.version, owner=owner, until=timezone.now() + _lease_duration()
-    ):
+    owner = _claim_refresh_lease(connection)
+    if owner is None:
         return RefreshOutcome.SKIPPED
     _refresh_and_release(connection, owner=owner)
     return RefreshOutcome.REFRESHED
