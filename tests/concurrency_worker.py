@@ -1,8 +1,9 @@
-"""Run N threads that each read one customer's profiles, in a separate process.
+"""Concurrent callers: ``run_threads`` for the tests, and a separate process of them.
 
-Invoked by tests/test_single_flight.py as ``python -m tests.concurrency_worker``; the
-environment supplies DATABASE_URL, KLAVIYO_BASE_URL and the credentials. Starts all
-threads at the wall-clock time given, prints one JSON line with the outcomes.
+As a process (``python -m tests.concurrency_worker CUSTOMER THREADS START_AT``, started by
+tests/test_single_flight.py) it runs THREADS threads that each read the customer's
+profiles, all starting at the wall-clock time START_AT, and prints one JSON line with the
+outcomes. The environment supplies DATABASE_URL, KLAVIYO_BASE_URL and the credentials.
 """
 
 from __future__ import annotations
@@ -12,6 +13,40 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
+
+from django.db import connection
+
+
+def run_threads(count: int, fn: Callable[[], object], *, start_at: float | None = None) -> list[str]:
+    """Call ``fn`` from ``count`` threads released together (at ``start_at``, if given).
+
+    Returns one outcome per thread: "ok" or "<exception class>: <message>".
+    """
+    barrier = threading.Barrier(count)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        try:
+            barrier.wait()
+            if start_at is not None:
+                time.sleep(max(0.0, start_at - time.time()))
+            fn()
+            outcome = "ok"
+        except Exception as exc:  # noqa: BLE001 (reported to the test, which fails on it)
+            outcome = f"{type(exc).__name__}: {exc}"
+        finally:
+            connection.close()
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=work) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return outcomes
 
 
 def main() -> None:
@@ -20,30 +55,9 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.db import connection
-
     from oauth_integration import services
 
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def work() -> None:
-        try:
-            time.sleep(max(0.0, start_at - time.time()))
-            services.get_profiles(customer_identifier=customer)
-            outcome = "ok"
-        except Exception as exc:  # noqa: BLE001 (reported to the parent test, which fails on it)
-            outcome = f"{type(exc).__name__}: {exc}"
-        finally:
-            connection.close()
-        with lock:
-            outcomes.append(outcome)
-
-    pool = [threading.Thread(target=work) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    outcomes = run_threads(threads, lambda: services.get_profiles(customer_identifier=customer), start_at=start_at)
     print(json.dumps(outcomes))
 
 

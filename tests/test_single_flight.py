@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from django.utils import timezone
 
 from oauth_integration import services
 from oauth_integration.models import ConnectionStatus, OAuthToken
+from tests.concurrency_worker import run_threads
 from tests.conftest import TEST_KEY
 from tests.fake_klaviyo import FakeKlaviyo
 
@@ -28,31 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def expire(customer="cust-1"):
     OAuthToken.objects.filter(customer_identifier=customer).update(expires_at=timezone.now() - timedelta(seconds=5))
-
-
-def run_threads(count, fn):
-    barrier = threading.Barrier(count)
-    outcomes = []
-    lock = threading.Lock()
-
-    def work():
-        try:
-            barrier.wait()
-            fn()
-            outcome = "ok"
-        except Exception as exc:  # noqa: BLE001
-            outcome = f"{type(exc).__name__}: {exc}"
-        finally:
-            connection.close()
-        with lock:
-            outcomes.append(outcome)
-
-    threads = [threading.Thread(target=work) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return outcomes
 
 
 @pytest.fixture
