@@ -27,10 +27,10 @@ def check_sandbox_outside_debug(**kwargs: Any) -> list[CheckMessage]:
 @register()
 def check_sandbox_settings(**kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
-    rate = getattr(settings, "KLAVIYO_SANDBOX_API_FAILURE_RATE", 0.0)
+    rate = getattr(settings, "KLAVIYO_SANDBOX_API_FAILURE_RATE", None) or 0.0
     if not isinstance(rate, int | float) or not 0 <= rate <= 1:
         messages.append(Error("KLAVIYO_SANDBOX_API_FAILURE_RATE must be between 0 and 1.", id="klaviyo_sandbox.E001"))
-    failure = getattr(settings, "KLAVIYO_SANDBOX_REFRESH_FAILURE", "503")
+    failure = getattr(settings, "KLAVIYO_SANDBOX_REFRESH_FAILURE", None) or "503"
     if failure not in REFRESH_FAILURES:
         messages.append(
             Error(

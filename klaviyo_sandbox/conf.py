@@ -14,6 +14,11 @@ from django.conf import settings
 REFRESH_FAILURES = ("503", "invalid_grant")
 
 
+def _get(name: str, default: object) -> object:
+    value = getattr(settings, name, None)
+    return default if value is None or value == "" else value
+
+
 class _SandboxConf:
     @property
     def enabled(self) -> bool:
@@ -38,7 +43,7 @@ class _SandboxConf:
     @property
     def app_name(self) -> str:
         """The app's name as shown on the consent page."""
-        return str(getattr(settings, "KLAVIYO_SANDBOX_APP_NAME", "Klaviyo Connections (development app)"))
+        return str(_get("KLAVIYO_SANDBOX_APP_NAME", "Klaviyo Connections (development app)"))
 
     # --- behaviour ------------------------------------------------------------------------
 
@@ -50,35 +55,35 @@ class _SandboxConf:
     @property
     def access_token_lifetime(self) -> int:
         """Seconds an access token is valid (``expires_in``). Default 3600, like Klaviyo."""
-        return max(1, int(getattr(settings, "KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME", 3600)))
+        return max(1, int(_get("KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME", 3600)))
 
     @property
     def rotate_refresh_tokens(self) -> bool:
         """Issue a new refresh token on every refresh (the old one stops working). Default off:
         Klaviyo was observed to hand back the same refresh token."""
-        return bool(getattr(settings, "KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS", False))
+        return bool(_get("KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS", False))
 
     @property
     def rate_limit(self) -> int:
         """API requests allowed per connection per minute (fixed window); 0 turns limiting off."""
-        return max(0, int(getattr(settings, "KLAVIYO_SANDBOX_RATE_LIMIT", 600)))
+        return max(0, int(_get("KLAVIYO_SANDBOX_RATE_LIMIT", 600)))
 
     # --- failure injection ----------------------------------------------------------------
 
     @property
     def api_failure_rate(self) -> float:
         """Fraction (0..1) of authenticated API calls answered with a 503."""
-        return min(1.0, max(0.0, float(getattr(settings, "KLAVIYO_SANDBOX_API_FAILURE_RATE", 0.0))))
+        return min(1.0, max(0.0, float(_get("KLAVIYO_SANDBOX_API_FAILURE_RATE", 0.0))))
 
     @property
     def fail_refreshes(self) -> int:
         """The first N refresh requests of every connection fail (see ``refresh_failure``)."""
-        return max(0, int(getattr(settings, "KLAVIYO_SANDBOX_FAIL_REFRESHES", 0)))
+        return max(0, int(_get("KLAVIYO_SANDBOX_FAIL_REFRESHES", 0)))
 
     @property
     def refresh_failure(self) -> str:
         """How an injected refresh failure looks: "503" (temporary) or "invalid_grant" (connection lost)."""
-        value = str(getattr(settings, "KLAVIYO_SANDBOX_REFRESH_FAILURE", "503"))
+        value = str(_get("KLAVIYO_SANDBOX_REFRESH_FAILURE", "503"))
         return value if value in REFRESH_FAILURES else "503"
 
 

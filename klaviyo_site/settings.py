@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -22,107 +23,83 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 
-def _env_str(name: str, default: str = "") -> str:
-    # Set-but-empty counts as unset, so `PORT=` in .env means the default, not "".
-    return env.str(name, default="").strip() or default
-
-
 # Malformed values fall back to their defaults and are listed here; the system check
 # oauth_integration.E010 reports each one by name (never its value, which may be secret).
 SETTINGS_ERRORS: list[str] = []
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+_KINDS = {"int": "an integer", "float": "a number", "bool": "true or false"}
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = _env_str(name).lower()
+def _env(name: str, cast: str = "str", default: object = None) -> Any:
+    """``name`` from the environment, cast by django-environ (``str``, ``int``, ``float``,
+    ``bool`` or ``list``); ``default`` when unset or empty (``PORT=`` in .env means the
+    default, not ""). A malformed value gives the default too, and an entry in SETTINGS_ERRORS.
+    """
+    raw = env.str(name, default="").strip()
     if not raw:
         return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    SETTINGS_ERRORS.append(f"{name} must be true or false")
-    return default
-
-
-def _env_number(name: str, default: float, *, minimum: float, integer: bool = False) -> float:
-    raw = _env_str(name)
-    if not raw:
+    if cast == "bool" and raw.lower() not in _TRUE | _FALSE:
+        # django-environ reads anything unknown as False; a typo must not switch DEBUG off silently.
+        SETTINGS_ERRORS.append(f"{name} must be true or false")
         return default
     try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        value = None
-    if value is None or value < minimum:
-        kind = "an integer" if integer else "a number"
-        SETTINGS_ERRORS.append(f"{name} must be {kind} >= {minimum:g}")
+        return getattr(env, cast)(name)
+    except (ValueError, ImproperlyConfigured):
+        SETTINGS_ERRORS.append(f"{name} must be {_KINDS.get(cast, 'valid')}")
         return default
-    return value
 
 
 # --- Django and server -----------------------------------------------------------------
 
-DEBUG = _env_bool("DEBUG", default=False)
-PORT = _env_str("PORT", "8000")
+DEBUG = _env("DEBUG", "bool", default=False)
+PORT = _env("PORT", default="8000")
 # Outside DEBUG a real SECRET_KEY is required; checks.py reports this placeholder as an error.
 INSECURE_DEV_SECRET_KEY = "insecure-development-only-secret-key-do-not-deploy"  # noqa: S105
-SECRET_KEY = _env_str("SECRET_KEY") or INSECURE_DEV_SECRET_KEY
-ALLOWED_HOSTS = [h.strip() for h in _env_str("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
-CSRF_TRUSTED_ORIGINS = [o.strip() for o in _env_str("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
+SECRET_KEY = _env("SECRET_KEY", default=INSECURE_DEV_SECRET_KEY)
+ALLOWED_HOSTS = _env("ALLOWED_HOSTS", "list", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = _env("CSRF_TRUSTED_ORIGINS", "list", default=[])
 
 # --- Klaviyo OAuth app ------------------------------------------------------------------
+# Names left unset (None) take the app's own defaults (oauth_integration/conf.py), which
+# also checks every value; only the URLs that depend on this site's PORT are set here.
 
-KLAVIYO_CLIENT_ID = _env_str("KLAVIYO_CLIENT_ID")
-KLAVIYO_CLIENT_SECRET = _env_str("KLAVIYO_CLIENT_SECRET")
+KLAVIYO_CLIENT_ID = _env("KLAVIYO_CLIENT_ID", default="")
+KLAVIYO_CLIENT_SECRET = _env("KLAVIYO_CLIENT_SECRET", default="")
 # Sandbox mode: the built-in imitation of Klaviyo under /sandbox/ stands in for Klaviyo.
 # On by default in DEBUG when no credentials are set, or explicitly with KLAVIYO_SANDBOX=true.
 # Outside DEBUG, missing credentials are a system-check error rather than a silent sandbox.
-KLAVIYO_SANDBOX = _env_bool("KLAVIYO_SANDBOX", default=DEBUG and not (KLAVIYO_CLIENT_ID and KLAVIYO_CLIENT_SECRET))
+KLAVIYO_SANDBOX = _env("KLAVIYO_SANDBOX", "bool", default=DEBUG and not (KLAVIYO_CLIENT_ID and KLAVIYO_CLIENT_SECRET))
 if KLAVIYO_SANDBOX:
     KLAVIYO_CLIENT_ID = KLAVIYO_CLIENT_ID or "sandbox-client-id"
     KLAVIYO_CLIENT_SECRET = KLAVIYO_CLIENT_SECRET or "sandbox-client-secret"
 
-KLAVIYO_SCOPES = _env_str("KLAVIYO_SCOPES", "accounts:read profiles:read")
-KLAVIYO_REDIRECT_URL = _env_str("KLAVIYO_REDIRECT_URL", f"http://localhost:{PORT}/authorize")
-KLAVIYO_AUTHORIZE_URL = _env_str(
-    "KLAVIYO_AUTHORIZE_URL",
-    f"http://localhost:{PORT}/sandbox/oauth/authorize"
-    if KLAVIYO_SANDBOX
-    else "https://www.klaviyo.com/oauth/authorize",
+KLAVIYO_SCOPES = _env("KLAVIYO_SCOPES")
+KLAVIYO_REDIRECT_URL = _env("KLAVIYO_REDIRECT_URL", default=f"http://localhost:{PORT}/authorize")
+KLAVIYO_AUTHORIZE_URL = _env(
+    "KLAVIYO_AUTHORIZE_URL", default=f"http://localhost:{PORT}/sandbox/oauth/authorize" if KLAVIYO_SANDBOX else None
 )
-KLAVIYO_BASE_URL = _env_str(
-    "KLAVIYO_BASE_URL",
-    f"http://127.0.0.1:{PORT}/sandbox" if KLAVIYO_SANDBOX else "https://a.klaviyo.com",
-).rstrip("/")
-KLAVIYO_REVISION = _env_str("KLAVIYO_REVISION", "2026-07-15")
+KLAVIYO_BASE_URL = _env("KLAVIYO_BASE_URL", default=f"http://127.0.0.1:{PORT}/sandbox" if KLAVIYO_SANDBOX else None)
+KLAVIYO_REVISION = _env("KLAVIYO_REVISION")
+KLAVIYO_HTTP_TIMEOUT = _env("KLAVIYO_HTTP_TIMEOUT", "float")
+KLAVIYO_REFRESH_MARGIN_SECONDS = _env("KLAVIYO_REFRESH_MARGIN_SECONDS", "int")
+KLAVIYO_MAX_RETRIES = _env("KLAVIYO_MAX_RETRIES", "int")
+KLAVIYO_RETRY_MAX_WAIT = _env("KLAVIYO_RETRY_MAX_WAIT", "float")
+KLAVIYO_REFRESH_FAILURE_COOLDOWN = _env("KLAVIYO_REFRESH_FAILURE_COOLDOWN", "float")
+KLAVIYO_START_LINK_MAX_AGE = _env("KLAVIYO_START_LINK_MAX_AGE", "int")
 
-# Tunables with sensible defaults (documented in .env-sample).
-KLAVIYO_HTTP_TIMEOUT = _env_number("KLAVIYO_HTTP_TIMEOUT", 10.0, minimum=0.1)
-KLAVIYO_REFRESH_MARGIN_SECONDS = int(_env_number("KLAVIYO_REFRESH_MARGIN_SECONDS", 60, minimum=0, integer=True))
-KLAVIYO_MAX_RETRIES = int(_env_number("KLAVIYO_MAX_RETRIES", 2, minimum=0, integer=True))
-KLAVIYO_RETRY_MAX_WAIT = _env_number("KLAVIYO_RETRY_MAX_WAIT", 10.0, minimum=0)
-KLAVIYO_REFRESH_FAILURE_COOLDOWN = _env_number("KLAVIYO_REFRESH_FAILURE_COOLDOWN", 5.0, minimum=0)
-KLAVIYO_START_LINK_MAX_AGE = int(_env_number("KLAVIYO_START_LINK_MAX_AGE", 3600, minimum=1, integer=True))
+# --- Klaviyo sandbox (only used while KLAVIYO_SANDBOX is on; defaults in klaviyo_sandbox/conf.py)
 
-# --- Klaviyo sandbox (only used while KLAVIYO_SANDBOX is on) ------------------------------
-
-# Seconds an access token issued by the sandbox stays valid.
-KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME = int(
-    _env_number("KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME", 3600, minimum=1, integer=True)
-)
-# Issue a new refresh token on every refresh (the old one stops working).
-KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS = _env_bool("KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS", default=False)
-# API requests per connection per minute; 0 turns rate limiting off.
-KLAVIYO_SANDBOX_RATE_LIMIT = int(_env_number("KLAVIYO_SANDBOX_RATE_LIMIT", 600, minimum=0, integer=True))
-# Failure injection: share (0..1) of API calls answered 503, and the first N refreshes
-# of every connection fail with KLAVIYO_SANDBOX_REFRESH_FAILURE (503 or invalid_grant).
-KLAVIYO_SANDBOX_API_FAILURE_RATE = _env_number("KLAVIYO_SANDBOX_API_FAILURE_RATE", 0.0, minimum=0)
-KLAVIYO_SANDBOX_FAIL_REFRESHES = int(_env_number("KLAVIYO_SANDBOX_FAIL_REFRESHES", 0, minimum=0, integer=True))
-KLAVIYO_SANDBOX_REFRESH_FAILURE = _env_str("KLAVIYO_SANDBOX_REFRESH_FAILURE", "503")
+KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME = _env("KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME", "int")
+KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS = _env("KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS", "bool")
+KLAVIYO_SANDBOX_RATE_LIMIT = _env("KLAVIYO_SANDBOX_RATE_LIMIT", "int")
+KLAVIYO_SANDBOX_API_FAILURE_RATE = _env("KLAVIYO_SANDBOX_API_FAILURE_RATE", "float")
+KLAVIYO_SANDBOX_FAIL_REFRESHES = _env("KLAVIYO_SANDBOX_FAIL_REFRESHES", "int")
+KLAVIYO_SANDBOX_REFRESH_FAILURE = _env("KLAVIYO_SANDBOX_REFRESH_FAILURE")
 
 # --- Token encryption --------------------------------------------------------------------
 
-TOKEN_ENCRYPTION_KEY = _env_str("TOKEN_ENCRYPTION_KEY")
-TOKEN_ENCRYPTION_KEY_FALLBACKS = [k.strip() for k in _env_str("TOKEN_ENCRYPTION_KEY_FALLBACKS").split(",") if k.strip()]
+TOKEN_ENCRYPTION_KEY = _env("TOKEN_ENCRYPTION_KEY")
+TOKEN_ENCRYPTION_KEY_FALLBACKS = _env("TOKEN_ENCRYPTION_KEY_FALLBACKS", "list", default=[])
 
 # --- Application definition --------------------------------------------------------------
 
@@ -187,7 +164,7 @@ def _database(url: str) -> dict[str, object]:
     return config
 
 
-DATABASES = {"default": _database(_env_str("DATABASE_URL", "sqlite:///db.sqlite3"))}
+DATABASES = {"default": _database(_env("DATABASE_URL", default="sqlite:///db.sqlite3"))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     _sqlite_name = str(DATABASES["default"]["NAME"])
     if _sqlite_name and not _sqlite_name.startswith((":memory:", "/")):
@@ -227,7 +204,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 # Where collectstatic puts the files WhiteNoise serves (make serve runs it).
-STATIC_ROOT = Path(_env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
+STATIC_ROOT = Path(_env("STATIC_ROOT", default=BASE_DIR / "staticfiles"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -240,15 +217,15 @@ SESSION_COOKIE_SAMESITE = "Lax"  # the OAuth callback is a top-level GET from Kl
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-_https = _env_bool("HTTPS", default=not DEBUG and not KLAVIYO_SANDBOX)
+_https = _env("HTTPS", "bool", default=not DEBUG and not KLAVIYO_SANDBOX)
 SESSION_COOKIE_SECURE = _https
 CSRF_COOKIE_SECURE = _https
-SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", default=_https)
+SECURE_SSL_REDIRECT = _env("SECURE_SSL_REDIRECT", "bool", default=_https)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
-SECURE_HSTS_SECONDS = int(_env_number("SECURE_HSTS_SECONDS", 31536000 if _https else 0, minimum=0, integer=True))
+SECURE_HSTS_SECONDS = _env("SECURE_HSTS_SECONDS", "int", default=31536000 if _https else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _https
 SECURE_HSTS_PRELOAD = _https
-if _env_bool("BEHIND_PROXY", default=False):
+if _env("BEHIND_PROXY", "bool", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Logging: secrets never reach these lines (see oauth_integration.services) -----------
@@ -256,7 +233,7 @@ if _env_bool("BEHIND_PROXY", default=False):
 
 def _log_level(name: str, default: str) -> str:
     # An empty or unknown level would make logging.config raise during django.setup().
-    raw = _env_str(name).upper()
+    raw = str(_env(name, default="")).upper()
     if not raw:
         return default
     if raw not in logging.getLevelNamesMapping():

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from oauth_integration import crypto
-from oauth_integration.conf import conf
+from oauth_integration.conf import NUMBERS, conf, number_problem, setting
 from oauth_integration.exceptions import EncryptionKeyError
 
 
@@ -58,7 +58,7 @@ def check_klaviyo_settings(**kwargs: Any) -> list[CheckMessage]:
             )
         )
     for name in ("KLAVIYO_REDIRECT_URL", "KLAVIYO_AUTHORIZE_URL", "KLAVIYO_BASE_URL"):
-        parts = urlsplit(str(getattr(settings, name, "")))
+        parts = urlsplit(str(setting(name)))
         if parts.scheme not in ("http", "https") or not parts.netloc:
             messages.append(Error(f"{name} must be an absolute http(s) URL.", id="oauth_integration.E005"))
     if not conf.scopes:
@@ -84,7 +84,7 @@ def check_secret_key(**kwargs: Any) -> list[CheckMessage]:
 
 @register()
 def check_malformed_settings(**kwargs: Any) -> list[CheckMessage]:
-    return [
-        Error(f"Malformed setting: {problem}.", id="oauth_integration.E010")
-        for problem in getattr(settings, "SETTINGS_ERRORS", [])
-    ]
+    """Values the settings module could not read, and numbers of the wrong type or range."""
+    problems = list(getattr(settings, "SETTINGS_ERRORS", []))
+    problems += [p for name in NUMBERS if (p := number_problem(name, setting(name)))]
+    return [Error(f"Malformed setting: {problem}.", id="oauth_integration.E010") for problem in problems]

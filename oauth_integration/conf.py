@@ -1,29 +1,84 @@
-"""Typed, lazy view of this app's settings.
+"""Typed, lazy view of this app's settings, with every default defined here once.
 
-Every property re-reads ``django.conf.settings`` on access, so ``override_settings``
-and pytest-django's ``settings`` fixture just work. Nothing here reads at import time.
+The app reads each ``KLAVIYO_*`` and ``TOKEN_ENCRYPTION_KEY*`` name from
+``django.conf.settings``; a name that is missing, ``None`` or empty takes its default
+below. Every property re-reads on access, so ``override_settings`` and pytest-django's
+``settings`` fixture just work, and nothing is read at import time. Malformed values are
+reported by the system checks (``checks.py``); the properties fall back to the default.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "KLAVIYO_CLIENT_ID": "",
+    "KLAVIYO_CLIENT_SECRET": "",
+    "KLAVIYO_SANDBOX": False,
+    "KLAVIYO_SCOPES": "accounts:read profiles:read",
+    "KLAVIYO_REDIRECT_URL": "",
+    "KLAVIYO_AUTHORIZE_URL": "https://www.klaviyo.com/oauth/authorize",
+    "KLAVIYO_BASE_URL": "https://a.klaviyo.com",
+    "KLAVIYO_REVISION": "2026-07-15",
+    "KLAVIYO_HTTP_TIMEOUT": 10.0,
+    "KLAVIYO_REFRESH_MARGIN_SECONDS": 60,
+    "KLAVIYO_MAX_RETRIES": 2,
+    "KLAVIYO_RETRY_MAX_WAIT": 10.0,
+    "KLAVIYO_REFRESH_FAILURE_COOLDOWN": 5.0,
+    "KLAVIYO_START_LINK_MAX_AGE": 3600,
+    "TOKEN_ENCRYPTION_KEY": "",
+    "TOKEN_ENCRYPTION_KEY_FALLBACKS": (),
+}
+
+# Numeric settings: (type, smallest allowed value). The checks report anything else.
+NUMBERS: dict[str, tuple[type[int] | type[float], float]] = {
+    "KLAVIYO_HTTP_TIMEOUT": (float, 0.1),
+    "KLAVIYO_REFRESH_MARGIN_SECONDS": (int, 0),
+    "KLAVIYO_MAX_RETRIES": (int, 0),
+    "KLAVIYO_RETRY_MAX_WAIT": (float, 0),
+    "KLAVIYO_REFRESH_FAILURE_COOLDOWN": (float, 0),
+    "KLAVIYO_START_LINK_MAX_AGE": (int, 1),
+}
+
+
+def setting(name: str) -> Any:
+    """The configured value of ``name``, or its default when missing, ``None`` or empty."""
+    value = getattr(settings, name, None)
+    return DEFAULTS[name] if value is None or value == "" else value
+
+
+def number_problem(name: str, value: object) -> str | None:
+    """Why ``value`` is not acceptable for the numeric setting ``name`` (None when it is)."""
+    kind, minimum = NUMBERS[name]
+    acceptable = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, acceptable) or value < minimum:
+        return f"{name} must be {'an integer' if kind is int else 'a number'} >= {minimum:g}"
+    return None
+
+
+def _number(name: str) -> float:
+    # A value of the wrong type falls back to the default; one out of range is used as
+    # given (the checks report both).
+    value = setting(name)
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else DEFAULTS[name]
 
 
 class _Conf:
     @property
     def client_id(self) -> str:
-        return str(settings.KLAVIYO_CLIENT_ID)
+        return str(setting("KLAVIYO_CLIENT_ID"))
 
     @property
     def client_secret(self) -> str:
-        return str(settings.KLAVIYO_CLIENT_SECRET)
+        return str(setting("KLAVIYO_CLIENT_SECRET"))
 
     @property
     def sandbox(self) -> bool:
         """True when the built-in Klaviyo imitation stands in for Klaviyo."""
-        return bool(getattr(settings, "KLAVIYO_SANDBOX", False))
+        return bool(setting("KLAVIYO_SANDBOX"))
 
     @property
     def relaxed(self) -> bool:
@@ -32,54 +87,54 @@ class _Conf:
 
     @property
     def scopes(self) -> str:
-        return " ".join(str(settings.KLAVIYO_SCOPES).split())
+        return " ".join(str(setting("KLAVIYO_SCOPES")).split())
 
     @property
     def redirect_url(self) -> str:
-        return str(settings.KLAVIYO_REDIRECT_URL)
+        return str(setting("KLAVIYO_REDIRECT_URL"))
 
     @property
     def authorize_url(self) -> str:
-        return str(settings.KLAVIYO_AUTHORIZE_URL)
+        return str(setting("KLAVIYO_AUTHORIZE_URL"))
 
     @property
     def base_url(self) -> str:
         """Host for /oauth/token, /oauth/revoke and /api/..., without a trailing slash."""
-        return str(settings.KLAVIYO_BASE_URL).rstrip("/")
+        return str(setting("KLAVIYO_BASE_URL")).rstrip("/")
 
     @property
     def revision(self) -> str:
-        return str(settings.KLAVIYO_REVISION)
+        return str(setting("KLAVIYO_REVISION"))
 
     @property
     def http_timeout(self) -> float:
         """Seconds allowed for connecting and for each read, on every Klaviyo call."""
-        return float(settings.KLAVIYO_HTTP_TIMEOUT)
+        return float(_number("KLAVIYO_HTTP_TIMEOUT"))
 
     @property
     def refresh_margin(self) -> timedelta:
         """Refresh before an API call when the access token expires within this window."""
-        return timedelta(seconds=int(settings.KLAVIYO_REFRESH_MARGIN_SECONDS))
+        return timedelta(seconds=_number("KLAVIYO_REFRESH_MARGIN_SECONDS"))
 
     @property
     def max_retries(self) -> int:
         """Retries after the first attempt for 429/503/504/524 and connection failures."""
-        return int(settings.KLAVIYO_MAX_RETRIES)
+        return int(_number("KLAVIYO_MAX_RETRIES"))
 
     @property
     def retry_max_wait(self) -> float:
         """Upper bound, in seconds, on the total time spent sleeping between retries."""
-        return float(settings.KLAVIYO_RETRY_MAX_WAIT)
+        return float(_number("KLAVIYO_RETRY_MAX_WAIT"))
 
     @property
     def refresh_failure_cooldown(self) -> timedelta:
         """After a failed refresh, callers fail fast for this long instead of hammering Klaviyo."""
-        return timedelta(seconds=float(settings.KLAVIYO_REFRESH_FAILURE_COOLDOWN))
+        return timedelta(seconds=_number("KLAVIYO_REFRESH_FAILURE_COOLDOWN"))
 
     @property
     def start_link_max_age(self) -> int:
         """Seconds a signed /start link stays valid."""
-        return int(settings.KLAVIYO_START_LINK_MAX_AGE)
+        return int(_number("KLAVIYO_START_LINK_MAX_AGE"))
 
     @property
     def pkce_lifetime(self) -> timedelta:
@@ -88,11 +143,14 @@ class _Conf:
 
     @property
     def encryption_key(self) -> str:
-        return str(settings.TOKEN_ENCRYPTION_KEY)
+        return str(setting("TOKEN_ENCRYPTION_KEY"))
 
     @property
     def encryption_key_fallbacks(self) -> tuple[str, ...]:
-        return tuple(settings.TOKEN_ENCRYPTION_KEY_FALLBACKS)
+        value = setting("TOKEN_ENCRYPTION_KEY_FALLBACKS")
+        if isinstance(value, str):
+            value = value.split(",")
+        return tuple(str(key).strip() for key in value if str(key).strip())
 
     @property
     def debug(self) -> bool:

@@ -115,3 +115,29 @@ def test_a_malformed_log_level_is_reported_once():
     result = _manage("check", DEBUG="true", SECRET_KEY="x" * 50, LOG_LEVEL="loud")
     assert result.returncode != 0
     assert result.stderr.count("LOG_LEVEL must be one of") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("KLAVIYO_HTTP_TIMEOUT", 0, "KLAVIYO_HTTP_TIMEOUT must be a number >= 0.1"),
+        ("KLAVIYO_MAX_RETRIES", 1.5, "KLAVIYO_MAX_RETRIES must be an integer >= 0"),
+        ("KLAVIYO_START_LINK_MAX_AGE", "soon", "KLAVIYO_START_LINK_MAX_AGE must be an integer >= 1"),
+    ],
+)
+def test_numbers_set_in_python_are_checked_too(settings, name, value, expected):
+    setattr(settings, name, value)
+    assert [m.msg for m in checks.check_malformed_settings()] == [f"Malformed setting: {expected}."]
+
+
+def test_unset_names_take_the_app_defaults(settings):
+    from oauth_integration.conf import conf
+
+    for name in ("KLAVIYO_HTTP_TIMEOUT", "KLAVIYO_SCOPES", "KLAVIYO_BASE_URL"):
+        setattr(settings, name, None)
+    assert (conf.http_timeout, conf.scopes, conf.base_url) == (
+        10.0,
+        "accounts:read profiles:read",
+        "https://a.klaviyo.com",
+    )
+    assert checks.check_malformed_settings() == []
