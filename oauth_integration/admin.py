@@ -7,21 +7,23 @@ actions each delegate to one service per customer and report the outcome.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from urllib.parse import urlencode
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.templatetags.static import static
-from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
 
 from oauth_integration import services
 from oauth_integration.exceptions import OAuthIntegrationError
+from oauth_integration.http_errors import problem_for
 from oauth_integration.models import ConnectionEvent, ConnectionStatus, OAuthToken, PkceCode
 
 # Each selected connection costs one or two calls to Klaviyo within the request.
@@ -35,6 +37,38 @@ ACCESS_EXPIRED_LABEL = "Access expired, will refresh"
 
 def _when(value: datetime | None) -> str:
     return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT") if value else ""
+
+
+class ReadOnlyAdminMixin:
+    """Rows come from the services (connect, refresh, history), never from a form."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+class RecentHistoryFormSet(BaseInlineFormSet):
+    """The newest events only; the rest are one link away."""
+
+    def get_queryset(self) -> QuerySet[ConnectionEvent]:
+        if not hasattr(self, "_recent"):  # sliced once: the forms index into its cached rows
+            self._recent = super().get_queryset()[:HISTORY_LENGTH]
+        return self._recent
+
+
+class ConnectionEventInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = ConnectionEvent
+    formset = RecentHistoryFormSet
+    fields = ("created_at", "kind", "detail")
+    readonly_fields = fields
+    template = "admin/oauth_integration/oauthtoken/history_inline.html"
+    verbose_name_plural = "Connection history"
+    extra = 0
 
 
 class ConnectionStatusFilter(admin.SimpleListFilter):
@@ -66,7 +100,7 @@ class ConnectionStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(OAuthToken)
-class OAuthTokenAdmin(admin.ModelAdmin):
+class OAuthTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "customer_identifier",
         "connection_status",
@@ -106,7 +140,15 @@ class OAuthTokenAdmin(admin.ModelAdmin):
         "failed_at",
     )
     # Secrets and the refresh lease are neither loaded nor shown.
-    exclude = ("access_token", "refresh_token", "refresh_lease_owner", "refresh_lease_until", "version")
+    exclude = (
+        "access_token",
+        "refresh_token",
+        "refresh_lease_owner",
+        "refresh_lease_until",
+        "refresh_failed_until",
+        "version",
+    )
+    inlines = (ConnectionEventInline,)
 
     class Media:
         css = {"all": ("oauth_integration/admin.css",)}
@@ -114,16 +156,7 @@ class OAuthTokenAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[OAuthToken]:
         return super().get_queryset(request).defer("access_token", "refresh_token")
 
-    # --- permissions: connections come from /start, never from a form -------------------
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: OAuthToken | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: OAuthToken | None = None) -> bool:
-        return False  # "Revoke & disconnect" is the way to remove tokens
+    # --- "Revoke & disconnect" is the way to remove tokens ----------------------------------
 
     def has_manage_permission(self, request: HttpRequest) -> bool:
         """Who may run the actions: users allowed to change connections."""
@@ -171,29 +204,10 @@ class OAuthTokenAdmin(admin.ModelAdmin):
             _when(obj.failed_at),
         )
 
-    # --- change page: the customer's history (events are keyed by customer, not by row) ---
+    # --- actions: each calls one service per selected customer ---------------------------------
 
-    def render_change_form(
-        self,
-        request: HttpRequest,
-        context: dict,
-        add: bool = False,
-        change: bool = False,
-        form_url: str = "",
-        obj: OAuthToken | None = None,
-    ) -> TemplateResponse:
-        if obj is not None:
-            events = ConnectionEvent.objects.filter(customer_identifier=obj.customer_identifier)
-            context["connection_events"] = events[:HISTORY_LENGTH]  # newest first (Meta.ordering)
-            context["connection_events_url"] = "{}?{}".format(
-                reverse("admin:oauth_integration_connectionevent_changelist"),
-                urlencode({"customer_identifier__exact": obj.customer_identifier}),
-            )
-        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
-
-    # --- actions ----------------------------------------------------------------------------
-
-    def _selected(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> list[OAuthToken] | None:
+    def _selected(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> list[OAuthToken]:
+        """The selected connections, or none (with an error message) when more than a page is selected."""
         selected = list(queryset.order_by("customer_identifier")[: MAX_CONNECTIONS_PER_ACTION + 1])
         if len(selected) > MAX_CONNECTIONS_PER_ACTION:
             self.message_user(
@@ -202,15 +216,41 @@ class OAuthTokenAdmin(admin.ModelAdmin):
                 "each one is a call to Klaviyo. Nothing was done.",
                 messages.ERROR,
             )
-            return None
+            return []
         return selected
+
+    def _for_each(
+        self,
+        request: HttpRequest,
+        selected: list[OAuthToken],
+        service: Callable[..., Any],
+        *,
+        failed: str,
+        report: Callable[[Any], tuple[int, str]],
+        log: str = "",
+    ) -> None:
+        """Call ``service`` for each selected customer and report each outcome.
+
+        ``report`` turns a result into (message level, text); a failure is reported as
+        "<failed>: <what went wrong>", worded by the app's one error mapping.
+        """
+        for connection in selected:
+            customer = connection.customer_identifier
+            try:
+                result = service(customer_identifier=customer)
+            except OAuthIntegrationError as exc:
+                problem = problem_for(exc)
+                self.message_user(request, f"Customer {customer}: {failed}: {problem.detail}", messages.ERROR)
+                continue
+            level, text = report(result)
+            self.message_user(request, f"Customer {customer}: {text}", level)
+            if log:
+                self.log_change(request, connection, log)
 
     @admin.action(description="Revoke & disconnect", permissions=["manage"])
     def revoke_and_disconnect(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> TemplateResponse | None:
         selected = self._selected(request, queryset)
-        if selected is None:
-            return None
-        if request.POST.get("post") != "yes":
+        if selected and request.POST.get("post") != "yes":
             return TemplateResponse(
                 request,
                 "admin/oauth_integration/oauthtoken/revoke_confirmation.html",
@@ -224,59 +264,52 @@ class OAuthTokenAdmin(admin.ModelAdmin):
                     "media": self.media,
                 },
             )
-        for connection in selected:
-            customer = connection.customer_identifier
-            try:
-                result = services.disconnect(customer_identifier=customer)
-            except OAuthIntegrationError as exc:
-                self.message_user(request, f"Customer {customer}: not disconnected: {exc}", messages.ERROR)
-                continue
-            if result.revoked_at_klaviyo:
-                self.message_user(
-                    request, f"Customer {customer}: revoked at Klaviyo and disconnected.", messages.SUCCESS
-                )
-            elif result.failure:
-                self.message_user(
-                    request,
-                    f"Customer {customer}: disconnected here, but revoking at Klaviyo failed ({result.failure}); "
-                    "the app may still be listed in the customer's Klaviyo account.",
-                    messages.WARNING,
-                )
-            else:
-                self.message_user(request, f"Customer {customer}: had no token to revoke; disconnected.", messages.INFO)
-            self.log_change(request, connection, "Revoked & disconnected")
+        self._for_each(
+            request,
+            selected,
+            services.disconnect,
+            failed="not disconnected",
+            report=_disconnected,
+            log="Revoked & disconnected",
+        )
         return None
 
     @admin.action(description="Refresh now", permissions=["manage"])
     def refresh_now(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
-        for connection in self._selected(request, queryset) or ():
-            customer = connection.customer_identifier
-            try:
-                refreshed = services.refresh_connection(customer_identifier=customer)
-            except OAuthIntegrationError as exc:
-                self.message_user(request, f"Customer {customer}: refresh failed: {exc}", messages.ERROR)
-                continue
-            self.message_user(
-                request,
-                f"Customer {customer}: refreshed; access token valid until {_when(refreshed.expires_at)}.",
-                messages.SUCCESS,
-            )
-            self.log_change(request, connection, "Refreshed now")
+        self._for_each(
+            request,
+            self._selected(request, queryset),
+            services.refresh_connection,
+            failed="refresh failed",
+            report=lambda row: (messages.SUCCESS, f"refreshed; access token valid until {_when(row.expires_at)}."),
+            log="Refreshed now",
+        )
 
     @admin.action(description="Test connection", permissions=["manage"])
     def test_connection(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> None:
-        for connection in self._selected(request, queryset) or ():
-            customer = connection.customer_identifier
-            try:
-                result = services.check_connection(customer_identifier=customer)
-            except OAuthIntegrationError as exc:
-                self.message_user(request, f"Customer {customer}: test failed: {exc}", messages.ERROR)
-                continue
-            self.message_user(request, f"Customer {customer}: {result}", messages.SUCCESS)
+        self._for_each(
+            request,
+            self._selected(request, queryset),
+            services.check_connection,
+            failed="test failed",
+            report=lambda text: (messages.SUCCESS, text),
+        )
+
+
+def _disconnected(result: services.Disconnected) -> tuple[int, str]:
+    if result.revoked_at_klaviyo:
+        return messages.SUCCESS, "revoked at Klaviyo and disconnected."
+    if result.failure:
+        return (
+            messages.WARNING,
+            f"disconnected here, but revoking at Klaviyo failed ({result.failure}); "
+            "the app may still be listed in the customer's Klaviyo account.",
+        )
+    return messages.INFO, "had no token to revoke; disconnected."
 
 
 @admin.register(PkceCode)
-class PkceCodeAdmin(admin.ModelAdmin):
+class PkceCodeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Pending authorizations: who started connecting and until when. No verifier, no hashes."""
 
     list_display = ("customer_identifier", "created_at", "expires_at", "expired")
@@ -294,35 +327,22 @@ class PkceCodeAdmin(admin.ModelAdmin):
     def expired(self, obj: PkceCode) -> bool:
         return obj.is_expired()
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: PkceCode | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: PkceCode | None = None) -> bool:
-        return False
-
 
 @admin.register(ConnectionEvent)
-class ConnectionEventAdmin(admin.ModelAdmin):
+class ConnectionEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The connection history, as written by the services. Append-only."""
 
-    list_display = ("created_at", "customer_identifier", "kind", "detail")
+    list_display = ("created_at", "customer", "kind", "detail")
     list_filter = ("kind",)
-    fields = ("created_at", "customer_identifier", "kind", "detail")
+    list_select_related = ("connection",)
+    fields = ("created_at", "customer", "kind", "detail")
     readonly_fields = fields
-    search_fields = ("customer_identifier__exact",)
+    search_fields = ("connection__customer_identifier__exact",)
     search_help_text = "Search by exact customer identifier."
     list_per_page = 100
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # counting every kind would scan the whole history
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: ConnectionEvent | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: ConnectionEvent | None = None) -> bool:
-        return False
+    @admin.display(description="Customer", ordering="connection__customer_identifier")
+    def customer(self, obj: ConnectionEvent) -> str:
+        return obj.connection.customer_identifier

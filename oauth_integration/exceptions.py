@@ -46,9 +46,23 @@ class ReauthorizationRequired(OAuthIntegrationError):
 class RefreshInProgress(OAuthIntegrationError):
     """Another worker holds the refresh lease and did not finish in time."""
 
+    retry_after = 5  # seconds a caller should wait before trying again
+
     def __init__(self, customer_identifier: str) -> None:
         super().__init__(f"A token refresh for customer {customer_identifier!r} is still in progress")
         self.customer_identifier = customer_identifier
+
+
+class InvalidInput(OAuthIntegrationError):
+    """A request parameter is malformed (the message names it)."""
+
+
+class NotAuthenticated(OAuthIntegrationError):
+    """The request needs a logged-in user."""
+
+
+class PermissionMissing(OAuthIntegrationError):
+    """The logged-in user lacks the permission the request needs."""
 
 
 # --- the authorization flow --------------------------------------------------------------
@@ -89,6 +103,10 @@ class KlaviyoAPIError(KlaviyoError):
 
 class KlaviyoUnauthorized(KlaviyoAPIError):
     """401: the access token was rejected."""
+
+
+class KlaviyoForbidden(KlaviyoAPIError):
+    """403 from the API: the connection lacks a scope the call needs."""
 
 
 class KlaviyoThrottled(KlaviyoAPIError):

@@ -21,8 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import FieldError
-from django.db import models, transaction
+from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Case, Value, When
 from django.db.models.lookups import Lookup
 from django.db.models.query_utils import DeferredAttribute
 
@@ -119,7 +120,8 @@ class EncryptedTextField(models.TextField):
 
 
 class EncryptedQuerySet(models.QuerySet):
-    """``update()`` that binds each row's secret to that row."""
+    """``update()`` that binds each row's secret to that row, in one UPDATE that keeps every
+    filter of the queryset: a row that stops matching meanwhile is left alone."""
 
     def update(self, **kwargs: Any) -> int:
         secret_fields = {
@@ -133,13 +135,27 @@ class EncryptedQuerySet(models.QuerySet):
         if not secret_fields:
             return super().update(**kwargs)
         bind_names = sorted({field.bind_to for field in secret_fields.values()})
-        updated = 0
-        with transaction.atomic(using=self.db):
-            for pk, *bind_values in self.values_list("pk", *bind_names):
-                current = dict(zip(bind_names, bind_values, strict=True))
-                row_values = dict(kwargs)
-                for name, field in secret_fields.items():
-                    bind_value = kwargs.get(field.bind_to, current[field.bind_to])
-                    row_values[name] = BoundSecret(str(kwargs[name]), field.context(bind_value))
-                updated += models.QuerySet.update(self.model._base_manager.filter(pk=pk), **row_values)
-        return updated
+        if all(name in kwargs for name in bind_names):
+            # The update sets the row identity itself: every matching row gets the same context.
+            values = {
+                name: BoundSecret(str(kwargs[name]), field.context(kwargs[field.bind_to]))
+                for name, field in secret_fields.items()
+            }
+            return super().update(**{**kwargs, **values})
+        # One CASE per secret, keyed by primary key, on the rows matching right now; the UPDATE
+        # repeats the queryset's own conditions, so it stays atomic without a transaction.
+        rows = list(self.values_list("pk", *bind_names))
+        if not rows:
+            return 0
+        values = {}
+        for name, field in secret_fields.items():
+            position = bind_names.index(field.bind_to) + 1
+            cases = [
+                When(
+                    pk=row[0],
+                    then=Value(BoundSecret(str(kwargs[name]), field.context(row[position])), output_field=field),
+                )
+                for row in rows
+            ]
+            values[name] = Case(*cases, output_field=field)
+        return super(EncryptedQuerySet, self.filter(pk__in=[row[0] for row in rows])).update(**{**kwargs, **values})

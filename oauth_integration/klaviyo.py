@@ -29,6 +29,7 @@ from oauth_integration.conf import conf
 from oauth_integration.exceptions import (
     InvalidGrant,
     KlaviyoAPIError,
+    KlaviyoForbidden,
     KlaviyoThrottled,
     KlaviyoUnauthorized,
     KlaviyoUnavailable,
@@ -341,7 +342,21 @@ def _api_error(response: requests.Response) -> Exception:
         return KlaviyoUnauthorized(status=status, code=code)
     if status == 429:
         return KlaviyoThrottled(status=status, code=code, retry_after=_retry_after(response))
+    if status == 403:
+        return KlaviyoForbidden(status=status, code=code)
     return KlaviyoAPIError(status=status, code=code)
+
+
+def account_id_and_name(body: dict[str, Any]) -> tuple[str, str]:
+    """The id and organization name of the first account in a ``GET /api/accounts`` body ("" if absent)."""
+    data = body.get("data")
+    first = data[0] if isinstance(data, list) and data else data
+    if not isinstance(first, dict):
+        return "", ""
+    attributes = first.get("attributes") if isinstance(first.get("attributes"), dict) else {}
+    contact = attributes.get("contact_information") if isinstance(attributes.get("contact_information"), dict) else {}
+    name = contact.get("organization_name") or attributes.get("name") or ""
+    return str(first.get("id") or "")[:64], str(name)[:255]
 
 
 def page_cursor(value: str) -> str:
@@ -358,3 +373,6 @@ def page_cursor(value: str) -> str:
     if not found or not found[0]:
         raise ValueError("The URL has no page[cursor] parameter.")
     return found[0]
+
+
+client = KlaviyoClient()  # reads no settings when constructed

@@ -1,13 +1,23 @@
-"""Connections, pending authorizations and their history. Data and small derived facts only."""
+"""Connections, pending authorizations and their history: data, and the queries over it.
+
+The single-flight refresh lease (claim, store, release) is a set of conditional UPDATEs
+on ``OAuthTokenQuerySet``; the algorithm that uses them is described at the top of
+``services/refresh.py``. Nothing here talks HTTP.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import models
+from django.db.models import F, Q
 from django.utils import timezone
 
 from oauth_integration.fields import EncryptedQuerySet, EncryptedTextField
+
+# Klaviyo refresh tokens die after 90 days without use (Klaviyo's own examples).
+REFRESH_TOKEN_IDLE_LIFETIME = timedelta(days=90)
 
 
 class ConnectionStatus(models.TextChoices):
@@ -32,6 +42,9 @@ class OAuthTokenQuerySet(EncryptedQuerySet):
     def active(self) -> OAuthTokenQuerySet:
         return self.filter(status=ConnectionStatus.ACTIVE)
 
+    def of(self, customer_identifier: str) -> OAuthTokenQuerySet:
+        return self.filter(customer_identifier=customer_identifier)
+
     def due_for_refresh(self, *, expiring_before: datetime, unused_since: datetime) -> OAuthTokenQuerySet:
         """Active connections that are in use and whose access token is about to expire, or whose
         refresh token sat unused too long.
@@ -39,14 +52,99 @@ class OAuthTokenQuerySet(EncryptedQuerySet):
         "In use": called since its last refresh. Idle connections are not refreshed every
         hour just because their access token expires; a call refreshes them when needed.
         """
-        in_use = models.Q(last_refreshed_at__isnull=False, last_called_at__gt=models.F("last_refreshed_at")) | models.Q(
-            last_refreshed_at__isnull=True, last_called_at__gt=models.F("connected_at")
+        in_use = Q(last_refreshed_at__isnull=False, last_called_at__gte=F("last_refreshed_at")) | Q(
+            last_refreshed_at__isnull=True, last_called_at__gte=F("connected_at")
         )
         return self.active().filter(
-            (models.Q(expires_at__lt=expiring_before) & in_use)
-            | models.Q(last_refreshed_at__lt=unused_since)
-            | models.Q(last_refreshed_at__isnull=True, connected_at__lt=unused_since)
+            (Q(expires_at__lt=expiring_before) & in_use)
+            | Q(last_refreshed_at__lt=unused_since)
+            | Q(last_refreshed_at__isnull=True, connected_at__lt=unused_since)
         )
+
+    # --- the single-flight refresh lease ---------------------------------------------------
+
+    def claim_refresh_lease(
+        self, customer_identifier: str, *, version: int, owner: str, until: datetime, now: datetime | None = None
+    ) -> bool:
+        """Take the lease of an active connection still at ``version`` that nobody holds and
+        whose last refresh did not just fail. True for exactly one of concurrent claimers."""
+        now = now or timezone.now()
+        claimed = (
+            self.active()
+            .of(customer_identifier)
+            .filter(version=version)
+            .filter(Q(refresh_lease_until__isnull=True) | Q(refresh_lease_until__lt=now))
+            .filter(Q(refresh_failed_until__isnull=True) | Q(refresh_failed_until__lte=now))
+            .update(refresh_lease_owner=owner, refresh_lease_until=until)
+        )
+        return claimed == 1
+
+    def store_refreshed(self, customer_identifier: str, *, version: int, owner: str, **values: Any) -> bool:
+        """Write refreshed tokens and release the lease, only if the row is still active, still at
+        ``version`` and still leased by ``owner`` (a reconnect or a disconnect meanwhile wins)."""
+        updated = (
+            self.active()
+            .of(customer_identifier)
+            .filter(version=version, refresh_lease_owner=owner)
+            .update(
+                **values,
+                customer_identifier=customer_identifier,  # binds the encrypted values to this row
+                version=F("version") + 1,
+                refresh_lease_owner="",
+                refresh_lease_until=None,
+                refresh_failed_until=None,
+                failure_reason="",
+                failure_detail="",
+                failed_at=None,
+            )
+        )
+        return updated == 1
+
+    def release_failed_lease(
+        self, customer_identifier: str, *, owner: str, cooldown: timedelta, **failure: Any
+    ) -> None:
+        """Give the lease back after a failed refresh: callers fail fast until the cooldown ends."""
+        now = timezone.now()
+        self.of(customer_identifier).filter(refresh_lease_owner=owner).update(
+            **failure, refresh_lease_owner="", refresh_lease_until=None, refresh_failed_until=now + cooldown
+        )
+
+    # --- failures, use, removal ----------------------------------------------------------------
+
+    def record_failure(self, customer_identifier: str, *, reason: str, detail: str, broken: bool) -> None:
+        """Note the last failure; ``broken`` marks the connection as needing reauthorization."""
+        values = failure_values(reason=reason, detail=detail, broken=broken)
+        self.of(customer_identifier).update(**values)
+
+    def clear_failure(self, customer_identifier: str) -> None:
+        self.of(customer_identifier).exclude(failure_reason="").update(
+            failure_reason="", failure_detail="", failed_at=None
+        )
+
+    def mark_called(self, customer_identifier: str) -> None:
+        """The current access token was used for a successful call (the connection is in use)."""
+        self.of(customer_identifier).update(last_called_at=timezone.now())
+
+    def forget_tokens(self, customer_identifier: str) -> None:
+        """Null both tokens; the connection stays listed as revoked, with its history."""
+        self.of(customer_identifier).update(
+            access_token=None,
+            refresh_token=None,
+            expires_at=None,
+            status=ConnectionStatus.REVOKED,
+            version=F("version") + 1,
+            refresh_lease_owner="",
+            refresh_lease_until=None,
+            refresh_failed_until=None,
+        )
+
+
+def failure_values(*, reason: str, detail: str, broken: bool) -> dict[str, Any]:
+    """The column values that record a failure (and, if ``broken``, the need to reconnect)."""
+    values: dict[str, Any] = {"failure_reason": reason, "failure_detail": detail[:255], "failed_at": timezone.now()}
+    if broken:
+        values["status"] = ConnectionStatus.NEEDS_REAUTHORIZATION
+    return values
 
 
 class OAuthToken(models.Model):
@@ -73,11 +171,13 @@ class OAuthToken(models.Model):
     last_called_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    # Single-flight refresh (see services.py): bumped on every token write; a refresh
-    # lease is claimed with a conditional UPDATE and expires on its own if its holder dies.
+    # Single-flight refresh (see services/refresh.py): ``version`` is bumped on every token
+    # write; the lease is claimed with a conditional UPDATE and lapses on its own if its
+    # holder dies; after a failed refresh, callers fail fast until ``refresh_failed_until``.
     version = models.PositiveBigIntegerField(default=0)
     refresh_lease_owner = models.CharField(max_length=32, blank=True, default="")
     refresh_lease_until = models.DateTimeField(null=True, blank=True)
+    refresh_failed_until = models.DateTimeField(null=True, blank=True)
 
     objects = OAuthTokenQuerySet.as_manager()
 
@@ -91,11 +191,39 @@ class OAuthToken(models.Model):
     def __str__(self) -> str:
         return f"Klaviyo connection for {self.customer_identifier}"
 
+    @property
+    def is_active(self) -> bool:
+        return self.status == ConnectionStatus.ACTIVE
+
     def expires_within(self, margin: timedelta, *, now: datetime | None = None) -> bool:
-        """True when the access token is missing or expires within ``margin``."""
+        """True when there is no access token (no expiry) or it expires within ``margin``."""
         if self.expires_at is None:
             return True
         return self.expires_at - margin <= (now or timezone.now())
+
+    def refresh_failed_recently(self, *, now: datetime | None = None) -> bool:
+        """The last refresh failed and its cooldown has not ended."""
+        return self.refresh_failed_until is not None and self.refresh_failed_until > (now or timezone.now())
+
+    @property
+    def last_used_at(self) -> datetime:
+        """When the refresh token was last exchanged (or first granted)."""
+        return self.last_refreshed_at or self.connected_at
+
+    @property
+    def refresh_token_idle_expired(self) -> bool:
+        """Unused for longer than Klaviyo keeps refresh tokens."""
+        return timezone.now() - self.last_used_at >= REFRESH_TOKEN_IDLE_LIFETIME
+
+    @property
+    def called_since_refresh(self) -> bool:
+        """The current access token has been used for a call: the connection is in use."""
+        return self.last_called_at is not None and self.last_called_at >= self.last_used_at
+
+
+class PkceCodeQuerySet(EncryptedQuerySet):
+    def expired(self, *, now: datetime | None = None) -> PkceCodeQuerySet:
+        return self.filter(expires_at__lte=now or timezone.now())
 
 
 class PkceCode(models.Model):
@@ -108,7 +236,7 @@ class PkceCode(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
 
-    objects = EncryptedQuerySet.as_manager()
+    objects = PkceCodeQuerySet.as_manager()
 
     class Meta:
         verbose_name = "pending authorization"
@@ -120,6 +248,13 @@ class PkceCode(models.Model):
     def is_expired(self, *, now: datetime | None = None) -> bool:
         """True once this authorization can no longer be completed."""
         return self.expires_at <= (now or timezone.now())
+
+
+class ConnectionEventQuerySet(models.QuerySet):
+    def record(self, customer_identifier: str, kind: str, detail: str = "") -> None:
+        """Append to the history of the customer's connection (which must exist)."""
+        connection_id = OAuthToken.objects.of(customer_identifier).values_list("pk", flat=True)[:1]
+        self.create(connection_id=models.Subquery(connection_id), kind=kind, detail=detail[:255])
 
 
 class ConnectionEvent(models.Model):
@@ -137,14 +272,16 @@ class ConnectionEvent(models.Model):
         REVOKE_FAILED = "revoke_failed", "Revoke at Klaviyo failed"
         TESTED = "tested", "Connection tested"
 
-    customer_identifier = models.CharField(max_length=255, db_index=True)
+    connection = models.ForeignKey(OAuthToken, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)
     detail = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
+    objects = ConnectionEventQuerySet.as_manager()
+
     class Meta:
         ordering = ("-created_at", "-id")
-        indexes = [models.Index(fields=["customer_identifier", "-created_at"], name="event_customer_recent")]
+        indexes = [models.Index(fields=["connection", "-created_at"], name="event_connection_recent")]
 
     def __str__(self) -> str:
-        return f"{self.customer_identifier}: {self.get_kind_display()}"
+        return f"{self.connection.customer_identifier}: {self.get_kind_display()}"

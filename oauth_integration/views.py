@@ -1,8 +1,7 @@
-"""HTTP views: parse the request, call one service, map its exceptions to responses."""
+"""HTTP views: parse the request, call one service; ``http_errors`` answers the exceptions."""
 
 from __future__ import annotations
 
-import logging
 import secrets
 from urllib.parse import urlsplit
 
@@ -14,26 +13,11 @@ from django.views.decorators.http import require_GET
 
 from oauth_integration import services
 from oauth_integration.conf import conf
-from oauth_integration.exceptions import (
-    AuthorizationStateError,
-    EncryptionKeyError,
-    InvalidCustomerIdentifier,
-    InvalidGrant,
-    InvalidStartLink,
-    KlaviyoAPIError,
-    KlaviyoError,
-    KlaviyoThrottled,
-    KlaviyoUnauthorized,
-    ReauthorizationRequired,
-    RefreshInProgress,
-    TokenDecryptionError,
-    TokenNotFound,
-)
+from oauth_integration.exceptions import InvalidInput, NotAuthenticated, PermissionMissing
 from oauth_integration.forms import CallbackForm, ConnectForm, ProfilesQueryForm, first_error
+from oauth_integration.http_errors import answers_errors, json_problem, page_problem
 from oauth_integration.links import build_start_link, verify_start_link
 from oauth_integration.validators import validate_customer_identifier
-
-logger = logging.getLogger(__name__)
 
 # The browser's half of the state binding: a random secret kept in its Django session.
 BROWSER_BINDING_SESSION_KEY = "oauth_integration.browser_binding"
@@ -63,17 +47,12 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @never_cache
+@answers_errors(page_problem())
 def start(request: HttpRequest, customer_identifier: str) -> HttpResponse:
     """Send the browser to Klaviyo to connect ``customer_identifier``."""
-    try:
-        validate_customer_identifier(customer_identifier)
-    except InvalidCustomerIdentifier as exc:
-        return _page(request, 400, "Invalid customer identifier", str(exc))
+    validate_customer_identifier(customer_identifier)
     if not conf.relaxed:
-        try:
-            verify_start_link(customer_identifier, request.GET.get("token"))
-        except InvalidStartLink as exc:
-            return _page(request, 403, "This connect link is not valid", str(exc))
+        verify_start_link(customer_identifier, request.GET.get("token"))
 
     # The state is bound to this browser's session cookie, which must be the one the
     # callback will see: move to the redirect URL's host first if we are elsewhere.
@@ -91,6 +70,7 @@ def start(request: HttpRequest, customer_identifier: str) -> HttpResponse:
 
 @require_GET
 @never_cache
+@answers_errors(page_problem(note="Nothing was stored; start again."))
 def authorize(request: HttpRequest) -> HttpResponse:
     """Klaviyo's redirect back: exchange the code and store the customer's tokens."""
     form = CallbackForm(request.GET)
@@ -106,85 +86,31 @@ def authorize(request: HttpRequest) -> HttpResponse:
         return _page(request, 400, "Klaviyo did not connect", f"Klaviyo reported {data['error']}: {detail}")
     if not data["code"] or not data["state"]:
         return _page(request, 400, "Incomplete response from Klaviyo", "Both code and state are required.")
-    try:
-        connected = services.complete_authorization(
-            state=data["state"], code=data["code"], browser_binding=request.session.get(BROWSER_BINDING_SESSION_KEY)
-        )
-    except AuthorizationStateError as exc:
-        return _page(request, 400, "This authorization cannot be completed", str(exc))
-    except InvalidGrant:
-        return _page(
-            request,
-            400,
-            "Klaviyo rejected the authorization",
-            "The authorization code expired or was already used. Start again.",
-        )
-    except KlaviyoError as exc:
-        logger.warning("Token exchange failed: %s", exc)
-        return _page(
-            request, 502, "Klaviyo could not complete the connection", f"{exc}. Nothing was stored; start again."
-        )
+    connected = services.complete_authorization(
+        state=data["state"], code=data["code"], browser_binding=request.session.get(BROWSER_BINDING_SESSION_KEY)
+    )
     return render(request, "oauth_integration/connected.html", {"connected": connected})
-
-
-def _json_error(
-    status: int, code: str, title: str, detail: str = "", headers: dict[str, str] | None = None
-) -> JsonResponse:
-    body = {"errors": [{"status": str(status), "code": code, "title": title, "detail": detail or title}]}
-    return JsonResponse(body, status=status, headers=headers)
 
 
 @require_GET
 @never_cache
-def profiles(request: HttpRequest, customer_identifier: str) -> JsonResponse:
+@answers_errors(json_problem)
+def profiles(request: HttpRequest, customer_identifier: str) -> HttpResponse:
     """One page of the customer's Klaviyo profiles, as Klaviyo's JSON:API body."""
     if not conf.relaxed:
         if not request.user.is_authenticated:
-            return _json_error(401, "not_authenticated", "Log in as a staff user to read profiles.")
+            raise NotAuthenticated("Log in as a staff user to read profiles.")
         if not request.user.is_staff:
-            return _json_error(403, "permission_denied", "Only staff users can read profiles.")
-    try:
-        validate_customer_identifier(customer_identifier)
-    except InvalidCustomerIdentifier as exc:
-        return _json_error(400, "invalid_customer_identifier", "Invalid customer identifier", str(exc))
+            raise PermissionMissing("Only staff users can read profiles.")
+    validate_customer_identifier(customer_identifier)
     form = ProfilesQueryForm(request.GET)
     if not form.is_valid():
-        return _json_error(400, "invalid_parameter", "Invalid query parameter", first_error(form))
-    try:
-        body = services.get_profiles(
-            customer_identifier=customer_identifier,
-            page_size=form.cleaned_data["page_size"],
-            cursor=form.cleaned_data["cursor"],
-        )
-    except TokenNotFound:
-        return _json_error(404, "not_connected", "This customer has not connected Klaviyo.")
-    except ReauthorizationRequired as exc:
-        return _json_error(
-            409, "needs_reauthorization", "This customer must reconnect Klaviyo.", f"Reason: {exc.reason}."
-        )
-    except RefreshInProgress:
-        return _json_error(
-            503, "refresh_in_progress", "A token refresh is taking too long; try again.", headers={"Retry-After": "5"}
-        )
-    except KlaviyoThrottled as exc:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-        return _json_error(429, "throttled", "Klaviyo is rate limiting this customer.", str(exc), headers)
-    except KlaviyoUnauthorized as exc:
-        return _json_error(502, "klaviyo_unauthorized", "Klaviyo rejected a freshly refreshed token.", str(exc))
-    except KlaviyoAPIError as exc:
-        if exc.status in (400, 403, 404):
-            titles = {
-                400: "Klaviyo rejected the request.",
-                403: "The connection lacks a required scope.",
-                404: "Not found at Klaviyo.",
-            }
-            return _json_error(exc.status, exc.code or "klaviyo_error", titles[exc.status], str(exc))
-        return _json_error(502, exc.code or "klaviyo_error", "Klaviyo returned an error.", str(exc))
-    except KlaviyoError as exc:
-        return _json_error(502, "klaviyo_unavailable", "Klaviyo is unavailable.", str(exc))
-    except (TokenDecryptionError, EncryptionKeyError) as exc:
-        logger.error("Cannot decrypt the tokens of %s: %s", customer_identifier, exc)
-        return _json_error(500, "undecryptable", "Stored tokens cannot be decrypted; check TOKEN_ENCRYPTION_KEY.")
+        raise InvalidInput(first_error(form))
+    body = services.get_profiles(
+        customer_identifier=customer_identifier,
+        page_size=form.cleaned_data["page_size"],
+        cursor=form.cleaned_data["cursor"],
+    )
     return JsonResponse(body)
 
 

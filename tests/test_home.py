@@ -40,11 +40,11 @@ def test_list_connections_returns_summaries_newest_first_without_secrets(make_co
     )
     summaries = services.list_connections()
     assert [s.customer_identifier for s in summaries] == ["newer", "older"]
-    assert summaries[0].status_label == "Needs reauthorization"
-    assert summaries[0].failure == "Revoked or uninstalled in Klaviyo"
+    assert summaries[0].get_status_display() == "Needs reauthorization"
+    assert summaries[0].get_failure_reason_display() == "Revoked or uninstalled in Klaviyo"
     assert summaries[0].klaviyo_account_id == "SbxN7w"
     assert summaries[1].klaviyo_account_name == "Old Shop"
-    assert not hasattr(summaries[0], "access_token")
+    assert {"access_token", "refresh_token"} <= summaries[0].get_deferred_fields()  # never loaded
 
 
 def test_home_offers_the_connect_form_and_admin_help(client, relaxed):

@@ -18,7 +18,7 @@ from responses import matchers
 from oauth_integration import services
 from oauth_integration.models import ConnectionEvent, ConnectionStatus, FailureReason, OAuthToken
 from oauth_integration.services import RefreshOutcome
-from tests.conftest import OTHER_KEY, TOKEN_URL, grant, token_body
+from tests.conftest import OTHER_KEY, TOKEN_URL, token_body
 
 # Worker threads use their own database connections: they must see committed rows.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,7 +78,7 @@ def test_refreshes_expiring_and_idle_connections_and_leaves_the_rest_alone(make_
     for name in ("fresh", "broken", "revoked"):
         assert OAuthToken.objects.get(customer_identifier=name).version == 1
     refreshed = ConnectionEvent.objects.filter(kind=ConnectionEvent.Kind.REFRESHED)
-    assert sorted(refreshed.values_list("customer_identifier", flat=True)) == [
+    assert sorted(refreshed.values_list("connection__customer_identifier", flat=True)) == [
         "expiring",
         "idle",
         "idle-since-refresh",
@@ -155,7 +155,7 @@ def test_undecryptable_tokens_fail_the_run_without_calling_klaviyo(make_connecti
 
 def test_a_connection_being_refreshed_elsewhere_is_skipped(make_connection, mocked_responses):
     make_connection("busy", expires_at=timezone.now() + timedelta(minutes=1))
-    assert services.token_storage.claim_refresh(
+    assert OAuthToken.objects.claim_refresh_lease(
         "busy", version=1, owner="other-machine", until=timezone.now() + timedelta(minutes=1)
     )
 
@@ -170,7 +170,17 @@ def test_refresh_if_due_rereads_the_row_and_skips_one_refreshed_since_it_was_lis
     make_connection("raced", expires_at=now + timedelta(minutes=1))
     windows = {"expiring_before": now + timedelta(minutes=10), "unused_since": now - timedelta(days=30)}
     # Another machine refreshes it between our listing and our turn.
-    services.token_storage.save_refreshed("raced", grant(access="at-elsewhere", refresh="rt-elsewhere"))
+    lease_until = now + timedelta(minutes=1)
+    assert OAuthToken.objects.claim_refresh_lease("raced", version=1, owner="elsewhere", until=lease_until)
+    assert OAuthToken.objects.store_refreshed(
+        "raced",
+        version=1,
+        owner="elsewhere",
+        access_token="at-elsewhere",
+        refresh_token="rt-elsewhere",
+        expires_at=now + timedelta(hours=1),
+        last_refreshed_at=now,
+    )
 
     assert services.refresh_if_due(customer_identifier="raced", **windows) == RefreshOutcome.SKIPPED
     assert services.refresh_if_due(customer_identifier="never-connected", **windows) == RefreshOutcome.SKIPPED

@@ -32,9 +32,8 @@ def refresh_form(token):
 
 
 def events(customer="cust-1"):
-    return list(
-        ConnectionEvent.objects.filter(customer_identifier=customer).order_by("id").values_list("kind", flat=True)
-    )
+    history = ConnectionEvent.objects.filter(connection__customer_identifier=customer).order_by("id")
+    return list(history.values_list("kind", flat=True))
 
 
 def test_valid_token_is_used_without_refreshing(mocked_responses, make_connection):
@@ -169,7 +168,8 @@ def test_failed_refresh_keeps_the_stored_tokens_usable(mocked_responses, make_co
     row = OAuthToken.objects.get()
     assert (row.access_token, row.refresh_token, row.status) == ("at-cust-1", "rt-cust-1", ConnectionStatus.ACTIVE)
     assert row.failure_reason == reason
-    assert row.refresh_lease_owner == "failed"  # marks the failure for the callers that waited on it
+    assert row.refresh_failed_until is not None  # marks the failure for the callers that waited on it
+    assert row.refresh_lease_owner == ""  # and the lease is free again
     # Later, Klaviyo is back: the same connection refreshes fine.
     mocked_responses.post(TOKEN_URL, match=[refresh_form("rt-cust-1")], json=token_body("at-2", "rt-2"))
     mocked_responses.get(PROFILES_URL, match=[bearer("at-2")], json=profiles_body())
@@ -185,11 +185,11 @@ def test_after_a_failed_refresh_callers_fail_fast_until_the_cooldown_ends(mocked
     with pytest.raises(KlaviyoUnavailable, match="failed in another worker"):
         services.get_profiles(customer_identifier="cust-1")  # no request: the strict mock has none left
     assert len(mocked_responses.calls) == 1
-    OAuthToken.objects.update(refresh_lease_until=timezone.now() - timedelta(seconds=1))  # the cooldown ends
+    OAuthToken.objects.update(refresh_failed_until=timezone.now() - timedelta(seconds=1))  # the cooldown ends
     mocked_responses.post(TOKEN_URL, match=[refresh_form("rt-cust-1")], json=token_body("at-2", "rt-2"))
     mocked_responses.get(PROFILES_URL, match=[bearer("at-2")], json=profiles_body())
     services.get_profiles(customer_identifier="cust-1")
-    assert OAuthToken.objects.get().refresh_lease_owner == ""
+    assert OAuthToken.objects.get().refresh_failed_until is None
 
 
 def test_api_failures_are_recorded_on_the_connection(mocked_responses, make_connection):
@@ -293,3 +293,14 @@ def test_a_disconnect_during_a_refresh_revokes_the_token_issued_meanwhile(mocked
     row = OAuthToken.objects.get()
     assert (row.status, row.access_token, row.refresh_token) == (ConnectionStatus.REVOKED, None, None)
     assert "refreshed" not in events()
+
+
+def test_a_refreshing_call_costs_four_queries(mocked_responses, make_connection, django_assert_num_queries):
+    # Read the row, claim the lease, store the new tokens (releasing the lease), record the event.
+    make_connection(expires_at=timezone.now() - timedelta(seconds=1))
+    mocked_responses.post(TOKEN_URL, json=token_body("at-2", "rt-2"))
+    mocked_responses.get(PROFILES_URL, match=[bearer("at-2")], json=profiles_body("p1"))
+    with django_assert_num_queries(4):
+        services.get_profiles(customer_identifier="cust-1")
+    row = OAuthToken.objects.get()
+    assert (row.version, row.refresh_lease_owner, row.called_since_refresh) == (2, "", True)

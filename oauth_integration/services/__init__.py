@@ -1,0 +1,53 @@
+"""Use cases: what views, admin actions and management commands call, and nothing below them.
+
+One module per use case:
+
+* ``connect``: connect a customer (authorization code + PKCE), disconnect, list connections;
+* ``calls``: call Klaviyo as a customer (refresh before expiry, one refresh-and-retry on 401);
+* ``refresh``: single-flight refresh (its design note is at the top of that module);
+* ``keep_alive``: ``refresh_tokens``' batch refresh of due connections;
+* ``key_rotation``: re-encrypt and verify every stored secret;
+* ``maintenance``: purge expired pending authorizations, database health;
+* ``failures``: what a failure means for a connection, recorded in one place.
+
+No database transaction is ever held open across a call to Klaviyo.
+"""
+
+from oauth_integration.services.calls import call_klaviyo, check_connection, get_profiles
+from oauth_integration.services.connect import (
+    Connected,
+    Disconnected,
+    begin_authorization,
+    complete_authorization,
+    disconnect,
+    list_connections,
+)
+from oauth_integration.services.keep_alive import RefreshOutcome, RefreshReport, refresh_due_connections, refresh_if_due
+from oauth_integration.services.key_rotation import KeyRotationReport, check_encryption, rotate_encryption_key
+from oauth_integration.services.maintenance import database_is_up, purge_expired_authorizations
+from oauth_integration.services.refresh import refresh_connection
+from oauth_integration.storage import pkce_storage, token_storage
+
+__all__ = [
+    "Connected",
+    "Disconnected",
+    "KeyRotationReport",
+    "RefreshOutcome",
+    "RefreshReport",
+    "begin_authorization",
+    "call_klaviyo",
+    "check_connection",
+    "check_encryption",
+    "complete_authorization",
+    "database_is_up",
+    "disconnect",
+    "get_profiles",
+    "list_connections",
+    "pkce_storage",
+    "purge_expired_authorizations",
+    "refresh_connection",
+    "refresh_due_connections",
+    "refresh_if_due",
+    "rotate_encryption_key",
+    "token_storage",
+]

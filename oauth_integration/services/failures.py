@@ -1,0 +1,56 @@
+"""What a failure means for a connection: one reason per exception, recorded in one place.
+
+Both the call path and the refresh path record failures through ``record_failure``, so
+an exception type is classified once (``FAILURE_REASONS``) and every recorded failure
+also lands in the connection's history.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from oauth_integration.exceptions import (
+    EncryptionKeyError,
+    InvalidGrant,
+    KlaviyoAPIError,
+    KlaviyoForbidden,
+    KlaviyoThrottled,
+    KlaviyoUnavailable,
+    TokenDecryptionError,
+)
+from oauth_integration.models import ConnectionEvent, FailureReason, OAuthToken, failure_values
+
+logger = logging.getLogger(__name__)
+
+# The most specific class listed for an exception wins (looked up along its MRO).
+FAILURE_REASONS: dict[type[Exception], FailureReason] = {
+    InvalidGrant: FailureReason.REVOKED,
+    KlaviyoThrottled: FailureReason.THROTTLED,
+    KlaviyoForbidden: FailureReason.MISSING_SCOPE,
+    KlaviyoAPIError: FailureReason.KLAVIYO_ERROR,
+    KlaviyoUnavailable: FailureReason.KLAVIYO_UNAVAILABLE,
+    TokenDecryptionError: FailureReason.UNDECRYPTABLE,
+    EncryptionKeyError: FailureReason.UNDECRYPTABLE,
+}
+
+
+def failure_reason(exc: Exception) -> FailureReason:
+    """The connection-level meaning of ``exc``."""
+    for cls in type(exc).__mro__:
+        if cls in FAILURE_REASONS:
+            return FAILURE_REASONS[cls]
+    return FailureReason.KLAVIYO_ERROR
+
+
+def record_failure(
+    customer_identifier: str,
+    *,
+    reason: FailureReason,
+    event: str,
+    detail: str,
+    broken: bool = False,
+) -> None:
+    """Note the failure on the connection and in its history (and log it)."""
+    OAuthToken.objects.of(customer_identifier).update(**failure_values(reason=reason, detail=detail, broken=broken))
+    ConnectionEvent.objects.record(customer_identifier, event, f"{reason.label}: {detail}")
+    logger.warning("Klaviyo connection of %s: %s (%s)", customer_identifier, detail, reason.label)
