@@ -1,30 +1,31 @@
-"""Admin for Klaviyo connections: read-only, secrets never loaded or shown; actions call services.
+"""The Klaviyo connections list and a connection's page, with its history and its actions.
 
-The connections changelist never decrypts anything: its queryset defers both token
-columns, and no display method touches them. Nothing here is edited by hand; the three
-actions each delegate to one service per customer and report the outcome.
+The changelist never decrypts anything: its queryset defers both token columns, and no
+display method touches them. Nothing here is edited by hand; the three actions each
+delegate to one service per customer and report the outcome.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.templatetags.static import static
-from django.utils import formats, timezone
+from django.utils import timezone
 from django.utils.html import format_html
 
 from oauth_integration import services
+from oauth_integration.admin.base import ReadOnlyAdminMixin, when
 from oauth_integration.exceptions import OAuthIntegrationError
 from oauth_integration.http_errors import problem_for
-from oauth_integration.models import ConnectionEvent, ConnectionStatus, OAuthToken, PkceCode
+from oauth_integration.models import ConnectionEvent, ConnectionStatus, OAuthToken
 
 # Each selected connection costs one or two calls to Klaviyo within the request.
 MAX_CONNECTIONS_PER_ACTION = 50
@@ -33,23 +34,6 @@ HISTORY_LENGTH = 50
 
 ACCESS_EXPIRED = "access_expired"
 ACCESS_EXPIRED_LABEL = "Access expired, will refresh"
-
-
-def _when(value: datetime | None) -> str:
-    return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT") if value else ""
-
-
-class ReadOnlyAdminMixin:
-    """Rows come from the services (connect, refresh, history), never from a form."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
 
 class RecentHistoryFormSet(BaseInlineFormSet):
@@ -191,7 +175,7 @@ class OAuthTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Access token expires", ordering="expires_at")
     def access_expires(self, obj: OAuthToken) -> str:
-        return _when(obj.expires_at) or self.get_empty_value_display()
+        return when(obj.expires_at) or self.get_empty_value_display()
 
     @admin.display(description="Last failure")
     def last_failure(self, obj: OAuthToken) -> str:
@@ -201,7 +185,7 @@ class OAuthTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "<strong>{}</strong><br>{}<br><small>{}</small>",
             obj.get_failure_reason_display(),
             obj.failure_detail,
-            _when(obj.failed_at),
+            when(obj.failed_at),
         )
 
     # --- actions: each calls one service per selected customer ---------------------------------
@@ -281,7 +265,7 @@ class OAuthTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self._selected(request, queryset),
             services.refresh_connection,
             failed="refresh failed",
-            report=lambda row: (messages.SUCCESS, f"refreshed; access token valid until {_when(row.expires_at)}."),
+            report=lambda row: (messages.SUCCESS, f"refreshed; access token valid until {when(row.expires_at)}."),
             log="Refreshed now",
         )
 
@@ -306,43 +290,3 @@ def _disconnected(result: services.Disconnected) -> tuple[int, str]:
             "the app may still be listed in the customer's Klaviyo account.",
         )
     return messages.INFO, "had no token to revoke; disconnected."
-
-
-@admin.register(PkceCode)
-class PkceCodeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Pending authorizations: who started connecting and until when. No verifier, no hashes."""
-
-    list_display = ("customer_identifier", "created_at", "expires_at", "expired")
-    fields = ("customer_identifier", "created_at", "expires_at", "expired")
-    readonly_fields = fields
-    search_fields = ("customer_identifier",)
-    ordering = ("-expires_at",)
-    list_per_page = 50
-    show_full_result_count = False
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[PkceCode]:
-        return super().get_queryset(request).only("id", "customer_identifier", "created_at", "expires_at")
-
-    @admin.display(description="Expired", boolean=True)
-    def expired(self, obj: PkceCode) -> bool:
-        return obj.is_expired()
-
-
-@admin.register(ConnectionEvent)
-class ConnectionEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """The connection history, as written by the services. Append-only."""
-
-    list_display = ("created_at", "customer", "kind", "detail")
-    list_filter = ("kind",)
-    list_select_related = ("connection",)
-    fields = ("created_at", "customer", "kind", "detail")
-    readonly_fields = fields
-    search_fields = ("connection__customer_identifier__exact",)
-    search_help_text = "Search by exact customer identifier."
-    list_per_page = 100
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER  # counting every kind would scan the whole history
-
-    @admin.display(description="Customer", ordering="connection__customer_identifier")
-    def customer(self, obj: ConnectionEvent) -> str:
-        return obj.connection.customer_identifier
