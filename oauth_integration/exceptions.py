@@ -6,6 +6,9 @@ never tokens, verifiers, secrets, keys or response bodies.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 
 class OAuthIntegrationError(Exception):
     """Base for every error this app raises deliberately."""
@@ -79,6 +82,33 @@ class InvalidStartLink(OAuthIntegrationError):
 # --- talking to Klaviyo ------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class KlaviyoErrorDetail:
+    """One entry of a Klaviyo JSON:API ``errors[]`` array."""
+
+    id: str = ""
+    code: str = ""
+    title: str = ""
+    detail: str = ""
+    source_pointer: str = ""  # e.g. "/data/attributes/email": the offending field of the body
+    source_parameter: str = ""  # e.g. "filter": the offending query parameter
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> KlaviyoErrorDetail:
+        source = entry.get("source") if isinstance(entry.get("source"), dict) else {}
+        meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+        return cls(
+            id=str(entry.get("id") or ""),
+            code=str(entry.get("code") or ""),
+            title=str(entry.get("title") or ""),
+            detail=str(entry.get("detail") or ""),
+            source_pointer=str(source.get("pointer") or ""),
+            source_parameter=str(source.get("parameter") or ""),
+            meta=meta,
+        )
+
+
 class KlaviyoError(OAuthIntegrationError):
     """Base for failures of a call to Klaviyo."""
 
@@ -91,14 +121,40 @@ class KlaviyoUnavailable(KlaviyoError):
         self.status = status
 
 
-class KlaviyoAPIError(KlaviyoError):
-    """Klaviyo answered with an error status."""
+class KlaviyoWriteUncertain(KlaviyoUnavailable):
+    """A POST or PATCH got no usable answer (5xx, timeout, reset after sending): Klaviyo may or may
+    not have applied it, so it was not retried. Check before sending it again."""
 
-    def __init__(self, *, status: int, code: str | None, retry_after: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(f"{message}; the write may or may not have been applied", status=status)
+
+
+class KlaviyoAPIError(KlaviyoError):
+    """Klaviyo answered with an error status. ``errors`` holds every entry of its ``errors[]``
+    (with the offending field in ``source_pointer`` / ``source_parameter``)."""
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        code: str | None,
+        retry_after: int | None = None,
+        errors: tuple[KlaviyoErrorDetail, ...] = (),
+    ) -> None:
         super().__init__(f"Klaviyo returned HTTP {status} ({code or 'no error code'})")
         self.status = status
         self.code = code
         self.retry_after = retry_after
+        self.errors = errors
+
+    @property
+    def duplicate_profile_id(self) -> str | None:
+        """For a 409 ``duplicate_profile``: the id of the profile that already exists."""
+        for error in self.errors:
+            found = error.meta.get("duplicate_profile_id")
+            if found:
+                return str(found)
+        return None
 
 
 class KlaviyoUnauthorized(KlaviyoAPIError):
@@ -107,6 +163,20 @@ class KlaviyoUnauthorized(KlaviyoAPIError):
 
 class KlaviyoForbidden(KlaviyoAPIError):
     """403 from the API: the connection lacks a scope the call needs."""
+
+
+class MissingScope(KlaviyoForbidden):
+    """403 for a call whose scope the customer never granted: add it to KLAVIYO_SCOPES and
+    have the customer reconnect through /start."""
+
+    def __init__(self, forbidden: KlaviyoForbidden, *, scopes: list[str], method: str, path: str) -> None:
+        super().__init__(status=forbidden.status, code=forbidden.code, errors=forbidden.errors)
+        self.scopes = tuple(scopes)
+        named = " and ".join(scopes)
+        self.args = (
+            f"Klaviyo refused {method} {path}: the connection was not granted {named}; "
+            "add it to KLAVIYO_SCOPES and have the customer reconnect",
+        )
 
 
 class KlaviyoThrottled(KlaviyoAPIError):

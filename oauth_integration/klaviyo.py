@@ -1,43 +1,58 @@
 """The only module that talks HTTP: Klaviyo's OAuth endpoints and API.
 
 One pooled ``requests.Session`` per retry policy, a timeout on every call, HTTP Basic
-client auth and form bodies at the token endpoints, frozen dataclass results, and
-every failure mapped to an exception from ``exceptions.py`` (chained with ``from``).
-Retries (429/503/504/524 and connection failures) are urllib3's ``Retry``, extended to
-bound the total time spent waiting; only idempotent GETs are retried after a response.
+client auth and form bodies at the token endpoints, JSON:API bodies on the API, frozen
+dataclass results, and every failure mapped to an exception from ``exceptions.py``
+(chained with ``from``). Retries are urllib3's ``Retry``, extended with Klaviyo's backoff
+and a bound on the total time spent waiting:
+
+* 429 is retried for every method (Klaviyo did not process the request), honouring
+  ``Retry-After`` within the wait budget;
+* 503/504/524 and connection failures are retried only for idempotent methods (GET,
+  HEAD, PUT, DELETE, OPTIONS); a POST or PATCH that fails that way raises
+  ``KlaviyoWriteUncertain``: the write may or may not have been applied;
+* a connection that could not be opened is retried for every method (nothing was sent);
+* the token and revoke endpoints are never retried after an answer.
 """
 
 from __future__ import annotations
 
 import functools
 import http.cookiejar
+import json as json_module
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import requests
 from django.utils import timezone
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ResponseError
 from urllib3.util.retry import Retry
 
 from oauth_integration.conf import conf
 from oauth_integration.exceptions import (
     InvalidGrant,
     KlaviyoAPIError,
+    KlaviyoErrorDetail,
     KlaviyoForbidden,
     KlaviyoThrottled,
     KlaviyoUnauthorized,
     KlaviyoUnavailable,
+    KlaviyoWriteUncertain,
 )
 
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 503, 504, 524})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+METHODS = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE"})
 JSON_API = "application/vnd.api+json"
 USER_AGENT = "klaviyo-django-oauth/1.0"
 
@@ -90,12 +105,19 @@ class KlaviyoRetry(Retry):
         new_retry.planned_wait = wait
         return new_retry
 
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        # A 429 was not processed: retrying it is safe whatever the method.
+        if status_code == 429 and status_code in (self.status_forcelist or ()):
+            return True
+        return super().is_retry(method, status_code, has_retry_after)
+
     def sleep(self, response: Any = None) -> None:
         if self.planned_wait > 0:
             time.sleep(self.planned_wait)
 
 
-def build_retry(*, retries: int, max_wait: float) -> KlaviyoRetry:
+def build_retry(*, retries: int, max_wait: float, statuses: frozenset[int] = RETRY_STATUSES) -> KlaviyoRetry:
+    """Klaviyo's retry policy; ``statuses`` empty for endpoints never retried after an answer."""
     return KlaviyoRetry(
         total=retries,
         connect=retries,
@@ -103,8 +125,8 @@ def build_retry(*, retries: int, max_wait: float) -> KlaviyoRetry:
         status=retries,
         other=0,
         redirect=0,
-        allowed_methods=frozenset({"GET"}),
-        status_forcelist=RETRY_STATUSES,
+        allowed_methods=IDEMPOTENT_METHODS,
+        status_forcelist=statuses,
         backoff_factor=0.5,
         backoff_max=max_wait,
         respect_retry_after_header=True,
@@ -158,10 +180,11 @@ class KlaviyoSession(requests.Session):
         return {**settings, "proxies": dict(settings["proxies"])}
 
 
-@functools.lru_cache(maxsize=4)
-def _session(retries: int, max_wait: float) -> requests.Session:
+@functools.lru_cache(maxsize=8)
+def _session(retries: int, max_wait: float, statuses: frozenset[int]) -> requests.Session:
     session = KlaviyoSession()
-    adapter = HTTPAdapter(max_retries=build_retry(retries=retries, max_wait=max_wait), pool_maxsize=32)
+    retry = build_retry(retries=retries, max_wait=max_wait, statuses=statuses)
+    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=32)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
@@ -169,8 +192,19 @@ def _session(retries: int, max_wait: float) -> requests.Session:
 
 
 def shared_session() -> requests.Session:
-    """The process-wide pooled session for the configured retry policy."""
-    return _session(conf.max_retries, conf.retry_max_wait)
+    """The process-wide pooled session for the API, with the configured retry policy."""
+    return _session(conf.max_retries, conf.retry_max_wait, RETRY_STATUSES)
+
+
+def oauth_session() -> requests.Session:
+    """The pooled session for the token and revoke endpoints: never retried after an answer."""
+    return _session(conf.max_retries, conf.retry_max_wait, frozenset())
+
+
+def close_sessions() -> None:
+    """Close the pooled connections of both sessions (so that a server a test started can stop)."""
+    shared_session().close()
+    oauth_session().close()
 
 
 class KlaviyoClient:
@@ -253,7 +287,7 @@ class KlaviyoClient:
 
     def _post(self, path: str, form: dict[str, str]) -> requests.Response:
         try:
-            response = self.session.post(
+            response = (self._session or oauth_session()).post(
                 f"{conf.base_url}{path}",
                 data=form,
                 auth=(conf.client_id, conf.client_secret),
@@ -268,24 +302,64 @@ class KlaviyoClient:
 
     # --- API ------------------------------------------------------------------------------
 
-    def get(self, path: str, *, access_token: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-        """GET a JSON:API resource as the customer. Raises KlaviyoUnauthorized, KlaviyoThrottled,
-        KlaviyoAPIError, KlaviyoUnavailable."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        access_token: str,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+    ) -> requests.Response:
+        """Send one API request as the customer; return the successful (2xx) response.
+
+        ``json`` is sent as a JSON:API body. Raises KlaviyoUnauthorized, KlaviyoForbidden,
+        KlaviyoThrottled, KlaviyoAPIError, KlaviyoUnavailable or KlaviyoWriteUncertain.
+        """
+        method = method.upper()
+        if method not in METHODS:
+            raise ValueError(f"Unsupported HTTP method {method!r}; use one of {', '.join(sorted(METHODS))}")
+        headers = {"revision": conf.revision, "Accept": JSON_API}
+        body = None
+        if json is not None:
+            body = json_module.dumps(json, separators=(",", ":")).encode()
+            headers["Content-Type"] = JSON_API
         try:
-            response = self.session.get(
+            response = self.session.request(
+                method,
                 f"{conf.base_url}{path}",
                 params=params,
+                data=body,
                 auth=BearerAuth(access_token),
-                headers={"revision": conf.revision, "Accept": JSON_API},
+                headers=headers,
                 timeout=conf.http_timeout,
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
-            raise KlaviyoUnavailable(f"Klaviyo {path} unreachable ({type(exc).__name__})") from exc
-        logger.debug("GET %s -> %s", path, response.status_code)
+            raise _transport_error(method, path, exc) from exc
+        logger.debug("%s %s -> %s", method, path, response.status_code)
         if response.ok:
-            return _json_object(response)
-        raise _api_error(response)
+            return response
+        raise _api_error(response, method=method, path=path)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        access_token: str,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+    ) -> dict[str, Any] | None:
+        """``request``, returning the parsed JSON body, or None for 202/204 (no body)."""
+        response = self.request(method, path, access_token=access_token, params=params, json=json)
+        if response.status_code in (202, 204) or not response.content:
+            return None
+        return _json_object(response)
+
+    def get(self, path: str, *, access_token: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """GET a JSON:API resource as the customer (see ``request`` for what it raises)."""
+        return _json_object(self.request("GET", path, access_token=access_token, params=params))
 
 
 def _json_object(response: requests.Response) -> dict[str, Any]:
@@ -298,19 +372,24 @@ def _json_object(response: requests.Response) -> dict[str, Any]:
     return payload
 
 
-def _error_code(response: requests.Response) -> str | None:
-    """The OAuth ``error`` or the first JSON:API ``errors[].code``, if the body has one."""
+def _error_details(response: requests.Response) -> tuple[str | None, tuple[KlaviyoErrorDetail, ...]]:
+    """The OAuth ``error`` or the first JSON:API ``errors[].code``, and every ``errors[]`` entry."""
     try:
         payload = response.json()
     except ValueError:
-        return None
+        return None, ()
     if not isinstance(payload, dict):
-        return None
-    code = payload.get("error")
+        return None, ()
     errors = payload.get("errors")
-    if code is None and isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        code = errors[0].get("code")
-    return code[:64] if isinstance(code, str) else None
+    details = (
+        tuple(KlaviyoErrorDetail.from_json(entry) for entry in errors if isinstance(entry, dict))
+        if isinstance(errors, list)
+        else ()
+    )
+    code = payload.get("error")
+    if code is None and details:
+        code = details[0].code
+    return (code[:64] if isinstance(code, str) else None), details
 
 
 def _retry_after(response: requests.Response) -> int | None:
@@ -318,33 +397,70 @@ def _retry_after(response: requests.Response) -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
-def _unavailable(response: requests.Response) -> KlaviyoUnavailable:
+def _unavailable(response: requests.Response, *, method: str = "GET", path: str = "") -> KlaviyoUnavailable:
+    if method not in IDEMPOTENT_METHODS:
+        return KlaviyoWriteUncertain(
+            f"{method} {path}: Klaviyo answered HTTP {response.status_code}", status=response.status_code
+        )
     return KlaviyoUnavailable(f"Klaviyo answered HTTP {response.status_code}", status=response.status_code)
+
+
+def _transport_error(method: str, path: str, exc: requests.RequestException) -> KlaviyoUnavailable:
+    """A request that got no answer. A write that may have reached Klaviyo is uncertain."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    nothing_sent = isinstance(exc, requests.ConnectTimeout) or isinstance(reason, NewConnectionError)
+    if method not in IDEMPOTENT_METHODS and not nothing_sent:
+        return KlaviyoWriteUncertain(f"{method} {path}: no answer from Klaviyo ({type(exc).__name__})")
+    return KlaviyoUnavailable(f"Klaviyo {path} unreachable ({type(exc).__name__})")
 
 
 def _token_endpoint_error(response: requests.Response) -> Exception:
     if response.status_code >= 500:
         return _unavailable(response)
-    code = _error_code(response)
+    code, details = _error_details(response)
     if code == "invalid_grant":
-        return InvalidGrant(status=response.status_code, code=code)
+        return InvalidGrant(status=response.status_code, code=code, errors=details)
     if response.status_code == 429:
-        return KlaviyoThrottled(status=429, code=code, retry_after=_retry_after(response))
-    return KlaviyoAPIError(status=response.status_code, code=code)
+        return KlaviyoThrottled(status=429, code=code, retry_after=_retry_after(response), errors=details)
+    return KlaviyoAPIError(status=response.status_code, code=code, errors=details)
 
 
-def _api_error(response: requests.Response) -> Exception:
+def _api_error(response: requests.Response, *, method: str, path: str) -> Exception:
     status = response.status_code
     if status >= 500 or (status in RETRY_STATUSES and status != 429):
-        return _unavailable(response)
-    code = _error_code(response)
+        return _unavailable(response, method=method, path=path)
+    code, details = _error_details(response)
     if status == 401:
-        return KlaviyoUnauthorized(status=status, code=code)
+        return KlaviyoUnauthorized(status=status, code=code, errors=details)
     if status == 429:
-        return KlaviyoThrottled(status=status, code=code, retry_after=_retry_after(response))
+        return KlaviyoThrottled(status=status, code=code, retry_after=_retry_after(response), errors=details)
     if status == 403:
-        return KlaviyoForbidden(status=status, code=code)
-    return KlaviyoAPIError(status=status, code=code)
+        return KlaviyoForbidden(status=status, code=code, errors=details)
+    return KlaviyoAPIError(status=status, code=code, errors=details)
+
+
+SCOPES_FILE = Path(__file__).resolve().parent / "data" / "klaviyo_scopes.json"
+
+
+@functools.cache
+def _scope_table() -> list[tuple[str, re.Pattern[str], tuple[str, ...]]]:
+    """(method, path pattern, scopes) of every Klaviyo API operation, from its OpenAPI description."""
+    table = json_module.loads(SCOPES_FILE.read_text(encoding="utf-8"))["scopes"]
+    rows = []
+    for operation, scopes in table.items():
+        method, template = operation.split(" ", 1)
+        pattern = re.compile(
+            "".join("[^/]+" if part.startswith("{") else re.escape(part) for part in re.split(r"(\{[^}]+\})", template))
+        )
+        rows.append((method, pattern, tuple(scopes)))
+    return rows
+
+
+def required_scopes(method: str, path: str) -> tuple[str, ...]:
+    """The scopes Klaviyo requires for ``method`` on ``path`` (empty when the operation is unknown)."""
+    bare = urlsplit(path).path.rstrip("/")
+    method = method.upper()
+    return next((scopes for m, pattern, scopes in _scope_table() if m == method and pattern.fullmatch(bare)), ())
 
 
 def account_id_and_name(body: dict[str, Any]) -> tuple[str, str]:

@@ -185,7 +185,6 @@ class ScriptedServer(LoopbackServer):
                 self.end_headers()
                 self.wfile.write(payload)
 
-            do_GET = _answer
-            do_POST = _answer
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _answer
 
         return Handler

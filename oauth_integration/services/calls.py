@@ -1,12 +1,22 @@
-"""Calling Klaviyo as a customer: a usable token, one refresh-and-retry on 401, failures recorded."""
+"""Calling Klaviyo as a customer, any method, every page: a usable token, one refresh-and-retry on
+401, failures recorded on the connection."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-from oauth_integration.exceptions import KlaviyoError, KlaviyoUnauthorized, ReauthorizationRequired, RefreshInProgress
-from oauth_integration.klaviyo import account_id_and_name
+from oauth_integration.exceptions import (
+    KlaviyoError,
+    KlaviyoForbidden,
+    KlaviyoUnauthorized,
+    MissingScope,
+    ReauthorizationRequired,
+    RefreshInProgress,
+)
+from oauth_integration.klaviyo import account_id_and_name, required_scopes
 from oauth_integration.klaviyo import client as klaviyo
 from oauth_integration.models import ConnectionEvent, OAuthToken
 from oauth_integration.services.failures import failure_reason, record_failure
@@ -25,37 +35,81 @@ def get_profiles(
         params["page[size]"] = str(page_size)
     if cursor:
         params["page[cursor]"] = cursor
-    return call_klaviyo(customer_identifier=customer_identifier, path="/api/profiles", params=params)
+    body = call_klaviyo(customer_identifier=customer_identifier, path="/api/profiles", params=params)
+    return body or {}
 
 
-def call_klaviyo(*, customer_identifier: str, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-    """GET a Klaviyo API path as the customer.
+def call_klaviyo(
+    *,
+    customer_identifier: str,
+    path: str,
+    method: str = "GET",
+    params: dict[str, str] | None = None,
+    json: Any = None,
+) -> dict[str, Any] | None:
+    """Call a Klaviyo API path as the customer: GET, POST, PATCH, PUT or DELETE.
 
-    Refreshes first when the access token expires within the margin; on a 401 refreshes
-    once and retries once. Raises TokenNotFound, ReauthorizationRequired, KlaviyoError.
+    ``json`` goes as a JSON:API body. Returns the parsed JSON body, or None for 202/204.
+    Refreshes first when the access token expires within the margin; on a 401 (nothing
+    was applied) refreshes once and retries once. 429 is retried for every method;
+    5xx and connection failures only for idempotent ones (a POST or PATCH that fails
+    that way raises KlaviyoWriteUncertain). Raises TokenNotFound, ReauthorizationRequired,
+    MissingScope (the customer never granted the scope the call needs), KlaviyoAPIError
+    (with every entry of Klaviyo's ``errors[]``) or another KlaviyoError.
     """
     connection = fresh_connection(customer_identifier)
     try:
-        return _call(connection, path, params)
+        return _call(connection, method, path, params, json)
     except KlaviyoUnauthorized:
         logger.info("Klaviyo rejected the access token of %s; refreshing once", customer_identifier)
     connection = fresh_connection(customer_identifier, rejected_version=connection.version)
     try:
-        return _call(connection, path, params)
+        return _call(connection, method, path, params, json)
     except KlaviyoUnauthorized as exc:
-        detail = f"GET {path}: a freshly refreshed access token was rejected ({exc.code})"
+        detail = f"{method} {path}: a freshly refreshed access token was rejected ({exc.code})"
         record_failure(customer_identifier, reason=failure_reason(exc), event=Event.CALL_FAILED, detail=detail)
         raise
 
 
-def _call(connection: OAuthToken, path: str, params: dict[str, str] | None) -> dict[str, Any]:
+def iter_klaviyo(
+    *, customer_identifier: str, path: str, params: dict[str, str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every resource of ``data[]`` across all pages of a Klaviyo collection, in order.
+
+    Follows ``links.next`` (only its query: the host and path stay Klaviyo's and ``path``),
+    one page in memory at a time, refreshing the token mid-walk when it expires; stops
+    after the last page. Raises what ``call_klaviyo`` raises.
+    """
+    page_params = dict(params or {})
+    while True:
+        body = call_klaviyo(customer_identifier=customer_identifier, path=path, params=page_params) or {}
+        data = body.get("data")
+        yield from data if isinstance(data, list) else ()
+        links = body.get("links") if isinstance(body.get("links"), dict) else {}
+        next_url = links.get("next")
+        if not isinstance(next_url, str) or not next_url:
+            return
+        page_params = dict(parse_qsl(urlsplit(next_url).query, keep_blank_values=True))
+
+
+def _call(
+    connection: OAuthToken, method: str, path: str, params: dict[str, str] | None, json: Any
+) -> dict[str, Any] | None:
     customer = connection.customer_identifier
+    access_token = str(connection.access_token or "")
     try:
-        body = klaviyo.get(path, access_token=str(connection.access_token or ""), params=params)
+        body = klaviyo.call(method, path, access_token=access_token, params=params, json=json)
     except KlaviyoUnauthorized:
         raise  # the caller refreshes once and retries
+    except KlaviyoForbidden as exc:
+        granted = set(connection.scopes.split())
+        missing = [scope for scope in required_scopes(method, path) if scope not in granted]
+        if missing:
+            exc = MissingScope(exc, scopes=missing, method=method, path=path)
+        record_failure(customer, reason=failure_reason(exc), event=Event.CALL_FAILED, detail=str(exc))
+        raise exc from None
     except KlaviyoError as exc:
-        record_failure(customer, reason=failure_reason(exc), event=Event.CALL_FAILED, detail=f"GET {path}: {exc}")
+        record_failure(customer, reason=failure_reason(exc), event=Event.CALL_FAILED, detail=f"{method} {path}: {exc}")
         raise
     if connection.failure_reason:
         OAuthToken.objects.clear_failure(customer)
@@ -74,7 +128,7 @@ def check_connection(*, customer_identifier: str) -> str:
     except (KlaviyoError, ReauthorizationRequired, RefreshInProgress) as exc:
         ConnectionEvent.objects.record(customer_identifier, Event.TESTED, f"failed: {exc}")
         raise
-    account_id, name = account_id_and_name(body)
+    account_id, name = account_id_and_name(body or {})
     result = f"OK: Klaviyo account {name or '?'} ({account_id or 'unknown id'})"
     ConnectionEvent.objects.record(customer_identifier, Event.TESTED, result)
     return result

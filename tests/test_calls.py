@@ -1,0 +1,283 @@
+"""call_klaviyo with every method, its retry rules, Klaviyo's error bodies, and iter_klaviyo.
+
+Klaviyo is mocked at the HTTP boundary with the strict ``responses`` fixture (which
+replays urllib3's status retries); transport faults come from a real loopback server.
+"""
+
+import json
+from datetime import timedelta
+
+import pytest
+import requests
+from django.utils import timezone
+from responses import matchers
+
+from oauth_integration import services
+from oauth_integration.exceptions import (
+    KlaviyoAPIError,
+    KlaviyoThrottled,
+    KlaviyoUnavailable,
+    KlaviyoWriteUncertain,
+    MissingScope,
+)
+from oauth_integration.models import ConnectionEvent, FailureReason, OAuthToken
+from tests.conftest import KLAVIYO, TOKEN_URL, token_body
+from tests.fake_klaviyo import ScriptedServer
+
+pytestmark = pytest.mark.django_db
+
+LISTS = f"{KLAVIYO}/api/lists"
+EVENTS = f"{KLAVIYO}/api/events"
+JSON_API = "application/vnd.api+json"
+METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
+IDEMPOTENT = {"GET", "PUT", "DELETE"}
+BODY = {"data": {"type": "list", "attributes": {"name": "VIP"}}}
+THROTTLED = {"errors": [{"id": "e1", "status": 429, "code": "throttled", "title": "Request was throttled."}]}
+
+
+def call(method, path="/api/lists", **kwargs):
+    return services.call_klaviyo(customer_identifier="cust-1", path=path, method=method, **kwargs)
+
+
+def history():
+    rows = ConnectionEvent.objects.filter(connection__customer_identifier="cust-1").order_by("id")
+    return list(rows.values_list("kind", "detail"))
+
+
+@pytest.fixture
+def connected(make_connection):
+    return make_connection("cust-1", scopes="accounts:read lists:read lists:write profiles:read")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_sends_bearer_revision_json_api_body_and_returns_the_parsed_body(
+    mocked_responses, connected, method
+):
+    headers = {"Authorization": "Bearer at-cust-1", "revision": "2026-07-15", "Accept": JSON_API}
+    match = [matchers.header_matcher(headers), matchers.query_param_matcher({"a": "1"})]
+    if method != "GET":
+        match += [matchers.header_matcher({"Content-Type": JSON_API}), matchers.json_params_matcher(BODY)]
+    mocked_responses.add(method, LISTS, match=match, json={"data": {"type": "list", "id": "L1"}})
+    body = call(method, params={"a": "1"}, json=None if method == "GET" else BODY)
+    assert body == {"data": {"type": "list", "id": "L1"}}
+
+
+@pytest.mark.parametrize("status", [202, 204])
+def test_202_and_204_return_none(mocked_responses, connected, status):
+    mocked_responses.post(EVENTS, status=status, body="")
+    assert call("POST", "/api/events", json={"data": {"type": "event"}}) is None
+
+
+def test_an_unknown_method_is_refused_before_anything_is_sent(mocked_responses, connected):
+    with pytest.raises(ValueError, match="Unsupported HTTP method"):
+        call("TRACE")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_429_is_retried_for_every_method(mocked_responses, connected, method):
+    mocked_responses.add(method, LISTS, status=429, json=THROTTLED, headers={"Retry-After": "0"})
+    mocked_responses.add(method, LISTS, json={"data": []})
+    assert call(method, json=None if method == "GET" else BODY) == {"data": []}
+    assert len(mocked_responses.calls) == 2
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_429_past_the_retries_is_throttled_with_its_retry_after(mocked_responses, connected, method):
+    mocked_responses.add(method, LISTS, status=429, json=THROTTLED, headers={"Retry-After": "0"})
+    with pytest.raises(KlaviyoThrottled):
+        call(method)
+    assert len(mocked_responses.calls) == 3  # one try and KLAVIYO_MAX_RETRIES=2 retries
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("status", [503, 504, 524])
+def test_a_server_error_is_retried_only_for_idempotent_methods(mocked_responses, connected, method, status):
+    mocked_responses.add(method, LISTS, status=status, body="trouble")
+    mocked_responses.add(method, LISTS, json={"data": []})
+    if method in IDEMPOTENT:
+        assert call(method) == {"data": []}
+        assert len(mocked_responses.calls) == 2
+    else:
+        with pytest.raises(KlaviyoWriteUncertain, match="may or may not have been applied") as excinfo:
+            call(method, json=BODY)
+        assert excinfo.value.status == status
+        assert len(mocked_responses.calls) == 1
+        mocked_responses.calls.reset()
+        call(method, json=BODY)  # the caller decides to send it again
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("method", METHODS)
+def test_a_connection_dropped_after_sending_is_retried_only_for_idempotent_methods(settings, connected, method):
+    answered = (200, {"Content-Type": JSON_API}, {"data": []})
+    with ScriptedServer([("reset",), answered]) as server:
+        settings.KLAVIYO_BASE_URL = server.url
+        if method in IDEMPOTENT:
+            assert call(method) == {"data": []}
+            assert len(server.requests) == 2
+        else:
+            with pytest.raises(KlaviyoWriteUncertain):
+                call(method, json=BODY)
+            assert len(server.requests) == 1
+            server.steps.clear()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_connection_that_never_opened_is_not_uncertain(settings, connected, method):
+    settings.KLAVIYO_BASE_URL = "http://127.0.0.1:9"  # discard port: nothing listens, nothing was sent
+    settings.KLAVIYO_MAX_RETRIES = 0
+    with pytest.raises(KlaviyoUnavailable) as excinfo:
+        call(method, json=None if method == "GET" else BODY)
+    assert not isinstance(excinfo.value, KlaviyoWriteUncertain)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_401_refreshes_once_and_retries_once_for_every_method(mocked_responses, connected, method):
+    unauthorized = {"errors": [{"id": "x", "status": 401, "code": "authentication_failed", "title": "t"}]}
+    mocked_responses.add(
+        method,
+        LISTS,
+        match=[matchers.header_matcher({"Authorization": "Bearer at-cust-1"})],
+        status=401,
+        json=unauthorized,
+    )
+    mocked_responses.post(TOKEN_URL, json=token_body("at-2", "rt-2"))
+    mocked_responses.add(
+        method, LISTS, match=[matchers.header_matcher({"Authorization": "Bearer at-2"})], json={"data": {"id": "L1"}}
+    )
+    assert call(method, json=None if method == "GET" else BODY) == {"data": {"id": "L1"}}
+    assert [c.request.method for c in mocked_responses.calls] == [method, "POST", method]
+
+
+def test_a_400_carries_every_error_with_its_offending_field(mocked_responses, connected):
+    errors = [
+        {
+            "id": "e-1",
+            "status": 400,
+            "code": "invalid",
+            "title": "Invalid input.",
+            "detail": "'name' is required",
+            "source": {"pointer": "/data/attributes/name"},
+        },
+        {
+            "id": "e-2",
+            "status": 400,
+            "code": "invalid",
+            "title": "Invalid input.",
+            "detail": "bad filter",
+            "source": {"parameter": "filter"},
+        },
+    ]
+    mocked_responses.post(LISTS, status=400, json={"errors": errors})
+    with pytest.raises(KlaviyoAPIError) as excinfo:
+        call("POST", json={"data": {"type": "list", "attributes": {}}})
+    error = excinfo.value
+    assert (error.status, error.code) == (400, "invalid")
+    assert [(e.id, e.code, e.title, e.detail) for e in error.errors] == [
+        ("e-1", "invalid", "Invalid input.", "'name' is required"),
+        ("e-2", "invalid", "Invalid input.", "bad filter"),
+    ]
+    assert (error.errors[0].source_pointer, error.errors[1].source_parameter) == ("/data/attributes/name", "filter")
+
+
+def test_a_duplicate_profile_exposes_the_existing_profile_id(mocked_responses, connected):
+    duplicate = {
+        "id": "e-9",
+        "status": 409,
+        "code": "duplicate_profile",
+        "title": "Conflict.",
+        "detail": "A profile already exists with one of these identifiers.",
+        "source": {"pointer": "/data/attributes"},
+        "meta": {"duplicate_profile_id": "01HEXISTING"},
+    }
+    mocked_responses.post(f"{KLAVIYO}/api/profiles", status=409, json={"errors": [duplicate]})
+    with pytest.raises(KlaviyoAPIError) as excinfo:
+        call("POST", "/api/profiles", json={"data": {"type": "profile", "attributes": {"email": "a@b.c"}}})
+    assert (excinfo.value.status, excinfo.value.duplicate_profile_id) == (409, "01HEXISTING")
+
+
+def test_a_403_for_a_scope_never_granted_names_the_scope(mocked_responses, connected):
+    denied = {"errors": [{"id": "e", "status": 403, "code": "permission_denied", "title": "Permission denied."}]}
+    mocked_responses.post(EVENTS, status=403, json=denied)
+    with pytest.raises(MissingScope, match="not granted events:write; add it to KLAVIYO_SCOPES") as excinfo:
+        call("POST", "/api/events", json={"data": {"type": "event"}})
+    assert excinfo.value.scopes == ("events:write",)
+    assert OAuthToken.objects.get().failure_reason == FailureReason.MISSING_SCOPE
+
+
+def test_a_403_for_a_granted_scope_is_plain_forbidden(mocked_responses, connected):
+    mocked_responses.get(LISTS, status=403, json={"errors": [{"code": "permission_denied"}]})
+    with pytest.raises(KlaviyoAPIError) as excinfo:
+        call("GET")
+    assert excinfo.value.status == 403
+    assert not isinstance(excinfo.value, MissingScope)
+
+
+def test_every_recorded_failure_lands_in_the_history_a_404_too(mocked_responses, connected):
+    mocked_responses.get(f"{LISTS}/missing", status=404, json={"errors": [{"code": "not_found"}]})
+    with pytest.raises(KlaviyoAPIError):
+        call("GET", "/api/lists/missing")
+    row = OAuthToken.objects.get()
+    assert row.failure_reason == FailureReason.KLAVIYO_ERROR
+    [(kind, detail)] = history()
+    assert kind == ConnectionEvent.Kind.CALL_FAILED
+    assert "GET /api/lists/missing" in detail and "404" in detail
+
+
+# --- iter_klaviyo ----------------------------------------------------------------------------------
+
+
+def page(ids, next_url=None):
+    data = [{"type": "profile", "id": pid} for pid in ids]
+    return {"data": data, "links": {"self": "x", "next": next_url, "prev": None}}
+
+
+def test_iter_klaviyo_walks_every_page_and_refreshes_in_the_middle(mocked_responses, connected):
+    profiles = f"{KLAVIYO}/api/profiles"
+    next_1 = f"{profiles}?page%5Bsize%5D=2&page%5Bcursor%5D=C2&filter=equals%28email%2C%22x%22%29"
+    next_2 = f"{profiles}?page%5Bsize%5D=2&page%5Bcursor%5D=C3&filter=equals%28email%2C%22x%22%29"
+
+    def first_page_then_the_token_expires(request):
+        OAuthToken.objects.update(expires_at=timezone.now() + timedelta(seconds=5))  # inside the margin
+        return 200, {}, json.dumps(page(["p1", "p2"], next_1))
+
+    first = {"page[size]": "2", "filter": 'equals(email,"x")'}
+    mocked_responses.add_callback(
+        "GET",
+        profiles,
+        callback=first_page_then_the_token_expires,
+        match=[matchers.query_param_matcher(first), matchers.header_matcher({"Authorization": "Bearer at-cust-1"})],
+    )
+    mocked_responses.post(TOKEN_URL, json=token_body("at-2", "rt-2"))
+    second = {**first, "page[cursor]": "C2"}
+    third = {**first, "page[cursor]": "C3"}
+    bearer_2 = matchers.header_matcher({"Authorization": "Bearer at-2"})
+    mocked_responses.get(
+        profiles, match=[matchers.query_param_matcher(second), bearer_2], json=page(["p3", "p4"], next_2)
+    )
+    mocked_responses.get(profiles, match=[matchers.query_param_matcher(third), bearer_2], json=page(["p5"]))
+
+    walked = services.iter_klaviyo(customer_identifier="cust-1", path="/api/profiles", params=first)
+    assert [profile["id"] for profile in walked] == ["p1", "p2", "p3", "p4", "p5"]
+    assert [c.request.method for c in mocked_responses.calls] == ["GET", "POST", "GET", "GET"]
+
+
+def test_iter_klaviyo_never_sends_the_token_to_another_host(mocked_responses, connected):
+    mocked_responses.get(LISTS, json=page(["l1"], "https://evil.example/api/lists?page%5Bcursor%5D=C2"))
+    mocked_responses.get(LISTS, match=[matchers.query_param_matcher({"page[cursor]": "C2"})], json=page(["l2"]))
+    assert [item["id"] for item in services.iter_klaviyo(customer_identifier="cust-1", path="/api/lists")] == [
+        "l1",
+        "l2",
+    ]
+    assert all(call.request.url.startswith(LISTS) for call in mocked_responses.calls)
+
+
+def test_iter_klaviyo_stops_on_an_empty_collection(mocked_responses, connected):
+    mocked_responses.get(LISTS, json=page([]))
+    assert list(services.iter_klaviyo(customer_identifier="cust-1", path="/api/lists")) == []
+
+
+def test_a_write_that_timed_out_says_it_may_or_may_not_have_been_applied(mocked_responses, connected):
+    mocked_responses.post(LISTS, body=requests.ReadTimeout())
+    with pytest.raises(KlaviyoWriteUncertain, match="POST /api/lists: no answer from Klaviyo"):
+        call("POST", json=BODY)
