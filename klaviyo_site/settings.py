@@ -85,7 +85,10 @@ KLAVIYO_REFRESH_MARGIN_SECONDS = _env("KLAVIYO_REFRESH_MARGIN_SECONDS", "int")
 KLAVIYO_MAX_RETRIES = _env("KLAVIYO_MAX_RETRIES", "int")
 KLAVIYO_RETRY_MAX_WAIT = _env("KLAVIYO_RETRY_MAX_WAIT", "float")
 KLAVIYO_REFRESH_FAILURE_COOLDOWN = _env("KLAVIYO_REFRESH_FAILURE_COOLDOWN", "float")
+KLAVIYO_REFRESH_WAIT_SECONDS = _env("KLAVIYO_REFRESH_WAIT_SECONDS", "float")
 KLAVIYO_START_LINK_MAX_AGE = _env("KLAVIYO_START_LINK_MAX_AGE", "int")
+KLAVIYO_KEEP_ALIVE_UNUSED_DAYS = _env("KLAVIYO_KEEP_ALIVE_UNUSED_DAYS", "int")
+KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN = _env("KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN", "int")
 
 # --- Klaviyo sandbox (only used while KLAVIYO_SANDBOX is on; defaults in klaviyo_sandbox/conf.py)
 
@@ -117,6 +120,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "oauth_integration.logs.request_id_middleware",
     "klaviyo_site.middleware.reject_malformed_requests",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -221,7 +225,9 @@ _https = _env("HTTPS", "bool", default=not DEBUG and not KLAVIYO_SANDBOX)
 SESSION_COOKIE_SECURE = _https
 CSRF_COOKIE_SECURE = _https
 SECURE_SSL_REDIRECT = _env("SECURE_SSL_REDIRECT", "bool", default=_https)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]  # probes and scrapers on the internal network
+# Bearer token for GET /metrics (Prometheus); empty: /metrics answers 404.
+METRICS_TOKEN = _env("METRICS_TOKEN")
 SECURE_HSTS_SECONDS = _env("SECURE_HSTS_SECONDS", "int", default=31536000 if _https else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _https
 SECURE_HSTS_PRELOAD = _https
@@ -243,11 +249,20 @@ def _log_level(name: str, default: str) -> str:
 
 
 LOG_LEVEL = _log_level("LOG_LEVEL", "INFO")
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, request id, customer).
+LOG_FORMAT = _env("LOG_FORMAT", default="plain").lower()
+if LOG_FORMAT not in ("plain", "json"):
+    SETTINGS_ERRORS.append("LOG_FORMAT must be plain or json")
+    LOG_FORMAT = "plain"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "oauth_integration.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "oauth_integration.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "oauth_integration": {"level": LOG_LEVEL, "propagate": True},

@@ -28,7 +28,11 @@ DEFAULTS: dict[str, Any] = {
     "KLAVIYO_MAX_RETRIES": 2,
     "KLAVIYO_RETRY_MAX_WAIT": 10.0,
     "KLAVIYO_REFRESH_FAILURE_COOLDOWN": 5.0,
+    "KLAVIYO_REFRESH_WAIT_SECONDS": 15.0,
     "KLAVIYO_START_LINK_MAX_AGE": 3600,
+    "KLAVIYO_KEEP_ALIVE_UNUSED_DAYS": 75,
+    "KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN": 0,
+    "METRICS_TOKEN": "",
     "TOKEN_ENCRYPTION_KEY": "",
     "TOKEN_ENCRYPTION_KEY_FALLBACKS": (),
 }
@@ -40,7 +44,10 @@ NUMBERS: dict[str, tuple[type[int] | type[float], float]] = {
     "KLAVIYO_MAX_RETRIES": (int, 0),
     "KLAVIYO_RETRY_MAX_WAIT": (float, 0),
     "KLAVIYO_REFRESH_FAILURE_COOLDOWN": (float, 0),
+    "KLAVIYO_REFRESH_WAIT_SECONDS": (float, 0),
     "KLAVIYO_START_LINK_MAX_AGE": (int, 1),
+    "KLAVIYO_KEEP_ALIVE_UNUSED_DAYS": (int, 1),
+    "KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN": (int, 0),
 }
 
 
@@ -132,9 +139,24 @@ class _Conf:
         return timedelta(seconds=_number("KLAVIYO_REFRESH_FAILURE_COOLDOWN"))
 
     @property
+    def refresh_wait(self) -> float:
+        """The longest a call waits for another worker's refresh before answering 503."""
+        return float(_number("KLAVIYO_REFRESH_WAIT_SECONDS"))
+
+    @property
     def start_link_max_age(self) -> int:
         """Seconds a signed /start link stays valid."""
         return int(_number("KLAVIYO_START_LINK_MAX_AGE"))
+
+    @property
+    def keep_alive_unused(self) -> timedelta:
+        """refresh_tokens refreshes refresh tokens unused this long (Klaviyo drops them after 90 days)."""
+        return timedelta(days=min(89, _number("KLAVIYO_KEEP_ALIVE_UNUSED_DAYS")))
+
+    @property
+    def keep_alive_expiring_within(self) -> timedelta:
+        """refresh_tokens also pre-refreshes connections in use expiring this soon (0: never, the default)."""
+        return timedelta(seconds=_number("KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN"))
 
     @property
     def pkce_lifetime(self) -> timedelta:
@@ -151,6 +173,11 @@ class _Conf:
         if isinstance(value, str):
             value = value.split(",")
         return tuple(str(key).strip() for key in value if str(key).strip())
+
+    @property
+    def metrics_token(self) -> str:
+        """Bearer token that unlocks GET /metrics; empty: /metrics does not exist (404)."""
+        return str(setting("METRICS_TOKEN"))
 
     @property
     def debug(self) -> bool:

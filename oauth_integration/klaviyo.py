@@ -22,20 +22,19 @@ import http.cookiejar
 import json as json_module
 import logging
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import requests
 from django.utils import timezone
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, NewConnectionError, ResponseError
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ResponseError
 from urllib3.util.retry import Retry
 
+from oauth_integration import metrics
 from oauth_integration.conf import conf
 from oauth_integration.exceptions import (
     InvalidGrant,
@@ -103,6 +102,8 @@ class KlaviyoRetry(Retry):
             raise MaxRetryError(kwargs.get("_pool"), url or "", ResponseError("retry wait budget exhausted"))
         new_retry.waited = self.waited + wait
         new_retry.planned_wait = wait
+        error = kwargs.get("error")
+        metrics.observe_retry(url or "", str(response.status) if response is not None else _retry_reason(error))
         return new_retry
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
@@ -114,6 +115,10 @@ class KlaviyoRetry(Retry):
     def sleep(self, response: Any = None) -> None:
         if self.planned_wait > 0:
             time.sleep(self.planned_wait)
+
+
+def _retry_reason(error: Exception | None) -> str:
+    return "connect" if isinstance(error, NewConnectionError | ConnectTimeoutError) else "connection"
 
 
 def build_retry(*, retries: int, max_wait: float, statuses: frozenset[int] = RETRY_STATUSES) -> KlaviyoRetry:
@@ -324,6 +329,7 @@ class KlaviyoClient:
         if json is not None:
             body = json_module.dumps(json, separators=(",", ":")).encode()
             headers["Content-Type"] = JSON_API
+        started = time.perf_counter()
         try:
             response = self.session.request(
                 method,
@@ -336,7 +342,9 @@ class KlaviyoClient:
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
+            metrics.observe_call(method, path, "error", time.perf_counter() - started)
             raise _transport_error(method, path, exc) from exc
+        metrics.observe_call(method, path, response.status_code, time.perf_counter() - started)
         logger.debug("%s %s -> %s", method, path, response.status_code)
         if response.ok:
             return response
@@ -437,30 +445,6 @@ def _api_error(response: requests.Response, *, method: str, path: str) -> Except
     if status == 403:
         return KlaviyoForbidden(status=status, code=code, errors=details)
     return KlaviyoAPIError(status=status, code=code, errors=details)
-
-
-SCOPES_FILE = Path(__file__).resolve().parent / "data" / "klaviyo_scopes.json"
-
-
-@functools.cache
-def _scope_table() -> list[tuple[str, re.Pattern[str], tuple[str, ...]]]:
-    """(method, path pattern, scopes) of every Klaviyo API operation, from its OpenAPI description."""
-    table = json_module.loads(SCOPES_FILE.read_text(encoding="utf-8"))["scopes"]
-    rows = []
-    for operation, scopes in table.items():
-        method, template = operation.split(" ", 1)
-        pattern = re.compile(
-            "".join("[^/]+" if part.startswith("{") else re.escape(part) for part in re.split(r"(\{[^}]+\})", template))
-        )
-        rows.append((method, pattern, tuple(scopes)))
-    return rows
-
-
-def required_scopes(method: str, path: str) -> tuple[str, ...]:
-    """The scopes Klaviyo requires for ``method`` on ``path`` (empty when the operation is unknown)."""
-    bare = urlsplit(path).path.rstrip("/")
-    method = method.upper()
-    return next((scopes for m, pattern, scopes in _scope_table() if m == method and pattern.fullmatch(bare)), ())
 
 
 def account_id_and_name(body: dict[str, Any]) -> tuple[str, str]:

@@ -45,9 +45,9 @@ class OAuthTokenQuerySet(EncryptedQuerySet):
     def of(self, customer_identifier: str) -> OAuthTokenQuerySet:
         return self.filter(customer_identifier=customer_identifier)
 
-    def due_for_refresh(self, *, expiring_before: datetime, unused_since: datetime) -> OAuthTokenQuerySet:
-        """Active connections that are in use and whose access token is about to expire, or whose
-        refresh token sat unused too long.
+    def due_for_refresh(self, *, expiring_before: datetime | None, unused_since: datetime) -> OAuthTokenQuerySet:
+        """Active connections whose refresh token sat unused too long, or (when ``expiring_before``
+        is given) that are in use and whose access token is about to expire.
 
         "In use": called since its last refresh. Idle connections are not refreshed every
         hour just because their access token expires; a call refreshes them when needed.
@@ -55,11 +55,10 @@ class OAuthTokenQuerySet(EncryptedQuerySet):
         in_use = Q(last_refreshed_at__isnull=False, last_called_at__gte=F("last_refreshed_at")) | Q(
             last_refreshed_at__isnull=True, last_called_at__gte=F("connected_at")
         )
-        return self.active().filter(
-            (Q(expires_at__lt=expiring_before) & in_use)
-            | Q(last_refreshed_at__lt=unused_since)
-            | Q(last_refreshed_at__isnull=True, connected_at__lt=unused_since)
-        )
+        idle = Q(last_refreshed_at__lt=unused_since) | Q(last_refreshed_at__isnull=True, connected_at__lt=unused_since)
+        if expiring_before is None:
+            return self.active().filter(idle)
+        return self.active().filter((Q(expires_at__lt=expiring_before) & in_use) | idle)
 
     # --- the single-flight refresh lease ---------------------------------------------------
 

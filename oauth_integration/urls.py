@@ -12,4 +12,5 @@ urlpatterns = [
     path("authorize", views.authorize, name="authorize"),
     path("profiles/<str:customer_identifier>", views.profiles, name="profiles"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
 ]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlsplit
 
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from oauth_integration import metrics as app_metrics
 from oauth_integration import services
 from oauth_integration.conf import conf
 from oauth_integration.exceptions import InvalidInput, NotAuthenticated, PermissionMissing
@@ -121,3 +123,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
     if services.database_is_up():
         return JsonResponse({"status": "ok"})
     return JsonResponse({"status": "database unavailable"}, status=503)
+
+
+@require_GET
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics, only for ``Authorization: Bearer <METRICS_TOKEN>`` (404 otherwise)."""
+    token = conf.metrics_token
+    given = request.headers.get("Authorization", "")
+    if not token or not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise Http404("No such page.")
+    return HttpResponse(app_metrics.exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -24,6 +24,14 @@ from tests.conftest import OTHER_KEY, TOKEN_URL, token_body
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def _prerefresh_in_use_connections(settings):
+    """These tests exercise the opt-in pre-refresh of connections in use (10 minutes ahead) and a
+    30-day idle window; the defaults are tested at the end of this module."""
+    settings.KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN = 600
+    settings.KLAVIYO_KEEP_ALIVE_UNUSED_DAYS = 30
+
+
 def run(*args: str) -> tuple[str, str]:
     out, err = StringIO(), StringIO()
     call_command("refresh_tokens", *args, stdout=out, stderr=err)
@@ -313,3 +321,29 @@ def test_idle_connections_are_not_kept_refreshed_just_because_their_token_expire
     out, _ = run()
     assert out == "No connection is due for a refresh.\n"
     assert len(mocked_responses.calls) == 0
+
+
+def test_by_default_only_refresh_tokens_close_to_the_idle_limit_are_refreshed(
+    settings, make_connection, mocked_responses
+):
+    settings.KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN = None
+    settings.KLAVIYO_KEEP_ALIVE_UNUSED_DAYS = None
+    now = timezone.now()
+    make_connection("in-use-expiring", expires_at=now + timedelta(minutes=1))  # its next call refreshes it
+    make_connection("idle-40-days", connected_at=now - timedelta(days=40))
+    make_connection("idle-80-days", connected_at=now - timedelta(days=100), last_refreshed_at=now - timedelta(days=80))
+    expect_refresh(mocked_responses, "rt-idle-80-days", access="at-x", refresh="rt-x")
+
+    out, _ = run()
+
+    assert "1 refreshed" in out
+    assert OAuthToken.objects.get(customer_identifier="idle-80-days").refresh_token == "rt-x"
+    assert OAuthToken.objects.get(customer_identifier="in-use-expiring").version == 1
+
+
+def test_pre_refreshing_connections_in_use_is_opt_in(settings, make_connection, mocked_responses):
+    settings.KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN = 0
+    make_connection("in-use-expiring", expires_at=timezone.now() + timedelta(minutes=1))
+    assert "No connection is due" in run()[0]
+    expect_refresh(mocked_responses, "rt-in-use-expiring", access="at-x", refresh="rt-x")
+    assert "1 refreshed" in run("--expiring-within", "600")[0]

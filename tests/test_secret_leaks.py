@@ -7,6 +7,7 @@ secret (plain and as the Basic auth header) and the encryption key.
 """
 
 import base64
+import json
 import logging
 import secrets
 import sys
@@ -26,6 +27,7 @@ from responses import matchers
 from oauth_integration import services
 from oauth_integration.klaviyo import TokenGrant
 from oauth_integration.links import build_start_link
+from oauth_integration.logs import ContextFilter, JsonFormatter
 from oauth_integration.models import ConnectionEvent, ConnectionStatus, OAuthToken, PkceCode
 from tests.conftest import ACCOUNTS_URL, PROFILES_URL, REVOKE_URL, TOKEN_URL, accounts_body, profiles_body, token_body
 
@@ -39,17 +41,23 @@ def secret(prefix: str) -> str:
 
 
 class Capture(logging.Handler):
-    """Every record, fully formatted: message, traceback, stack and the extras' repr."""
+    """Every record, fully formatted: message, traceback, stack and the extras' repr, and the
+    same record as the JSON line LOG_FORMAT=json writes."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
         self.lines: list[str] = []
+        self.json_lines: list[str] = []
         self.standard = set(vars(logging.makeLogRecord({})))
+        self.context = ContextFilter()
+        self.json = JsonFormatter()
 
     def emit(self, record: logging.LogRecord) -> None:
         extras = {key: value for key, value in vars(record).items() if key not in self.standard}
         self.lines.append(f"{self.format(record)} {extras!r} {record.args!r}")
+        self.context.filter(record)
+        self.json_lines.append(self.json.format(record))
 
 
 @pytest.fixture
@@ -168,7 +176,7 @@ def test_no_secret_leaks_from_full_flows(settings, mocked_responses, log_capture
     # Keep-alive from the command line, then invalid_grant (the customer uninstalled the app).
     mocked_responses.post(TOKEN_URL, json=grant_body(4))
     out, err = StringIO(), StringIO()
-    call_command("refresh_tokens", stdout=out, stderr=err)
+    call_command("refresh_tokens", "--expiring-within", "600", stdout=out, stderr=err)
     texts += [out.getvalue(), err.getvalue()]
     expire_soon()
     mocked_responses.post(TOKEN_URL, status=400, json={"error": "invalid_grant", "error_description": "nope"})
@@ -213,7 +221,9 @@ def test_no_secret_leaks_from_full_flows(settings, mocked_responses, log_capture
         "basic-auth": base64.b64encode(f"client-id:{values['client-secret']}".encode()).decode(),
         **{f"code-verifier-{i}": verifier for i, verifier in enumerate(verifiers)},
     }
-    logs = "\n".join(log_capture.lines)
+    logs = "\n".join([*log_capture.lines, *log_capture.json_lines])
+    json_records = [json.loads(line) for line in log_capture.json_lines]
+    assert any(r["customer_identifier"] == CUSTOMER and r["request_id"] for r in json_records)
     haystack = "\n".join([logs, exception_text(raised), *texts])
     # The capture works: the flows were logged and their exceptions recorded.
     assert f"Refreshed the Klaviyo token of {CUSTOMER}" in logs

@@ -304,3 +304,25 @@ def test_a_refreshing_call_costs_four_queries(mocked_responses, make_connection,
         services.get_profiles(customer_identifier="cust-1")
     row = OAuthToken.objects.get()
     assert (row.version, row.refresh_lease_owner, row.called_since_refresh) == (2, "", True)
+
+
+def test_a_caller_waits_for_another_workers_refresh_no_longer_than_the_setting(make_connection, settings, client):
+    import time as clock
+
+    from django.contrib.auth import get_user_model
+
+    from oauth_integration.exceptions import RefreshInProgress
+
+    settings.KLAVIYO_REFRESH_WAIT_SECONDS = 0.4
+    make_connection(expires_at=timezone.now() - timedelta(seconds=1))
+    # Another worker holds the lease and is still waiting for Klaviyo.
+    until = timezone.now() + timedelta(minutes=1)
+    assert OAuthToken.objects.claim_refresh_lease("cust-1", version=1, owner="other-worker", until=until)
+    started = clock.monotonic()
+    with pytest.raises(RefreshInProgress):
+        services.get_profiles(customer_identifier="cust-1")
+    assert 0.4 <= clock.monotonic() - started < 2
+    client.force_login(get_user_model().objects.create_user("staff", is_staff=True))
+    response = client.get("/profiles/cust-1")
+    assert (response.status_code, response["Retry-After"]) == (503, "5")
+    assert OAuthToken.objects.get().refresh_lease_owner == "other-worker"  # its refresh carries on

@@ -16,9 +16,10 @@ from oauth_integration.exceptions import (
     ReauthorizationRequired,
     RefreshInProgress,
 )
-from oauth_integration.klaviyo import account_id_and_name, required_scopes
+from oauth_integration.klaviyo import account_id_and_name
 from oauth_integration.klaviyo import client as klaviyo
 from oauth_integration.models import ConnectionEvent, OAuthToken
+from oauth_integration.operations import required_scopes
 from oauth_integration.services.failures import failure_reason, record_failure
 from oauth_integration.services.refresh import fresh_connection
 
@@ -61,7 +62,11 @@ def call_klaviyo(
     try:
         return _call(connection, method, path, params, json)
     except KlaviyoUnauthorized:
-        logger.info("Klaviyo rejected the access token of %s; refreshing once", customer_identifier)
+        logger.info(
+            "Klaviyo rejected the access token of %s; refreshing once",
+            customer_identifier,
+            extra={"customer_identifier": customer_identifier},
+        )
     connection = fresh_connection(customer_identifier, rejected_version=connection.version)
     try:
         return _call(connection, method, path, params, json)

@@ -87,7 +87,7 @@ def complete_authorization(*, state: str, code: str, browser_binding: str | None
             ConnectionEvent.objects.record(
                 customer, Event.ACCOUNT_CHANGED, f"from {previous.klaviyo_account_id} to {account_id}"
             )
-    logger.info("Customer %s connected %s", customer, account)
+    logger.info("Customer %s connected %s", customer, account, extra={"customer_identifier": customer})
     return Connected(customer, account_id, account_name, reconnected=previous is not None)
 
 
@@ -124,7 +124,12 @@ def disconnect(*, customer_identifier: str) -> Disconnected:
             klaviyo.revoke(refresh_token=str(refresh_token))
         except KlaviyoError as exc:
             failure = str(exc)
-            logger.warning("Revoking the token of %s at Klaviyo failed: %s", customer_identifier, exc)
+            logger.warning(
+                "Revoking the token of %s at Klaviyo failed: %s",
+                customer_identifier,
+                exc,
+                extra={"customer_identifier": customer_identifier},
+            )
     if failure:
         ConnectionEvent.objects.record(customer_identifier, Event.REVOKE_FAILED, f"not revoked at Klaviyo: {failure}")
     token_storage.remove(customer_identifier)

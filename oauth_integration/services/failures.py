@@ -53,4 +53,10 @@ def record_failure(
     """Note the failure on the connection and in its history (and log it)."""
     OAuthToken.objects.of(customer_identifier).update(**failure_values(reason=reason, detail=detail, broken=broken))
     ConnectionEvent.objects.record(customer_identifier, event, f"{reason.label}: {detail}")
-    logger.warning("Klaviyo connection of %s: %s (%s)", customer_identifier, detail, reason.label)
+    logger.warning(
+        "Klaviyo connection of %s: %s (%s)",
+        customer_identifier,
+        detail,
+        reason.label,
+        extra={"customer_identifier": customer_identifier},
+    )

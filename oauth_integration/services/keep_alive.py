@@ -36,7 +36,9 @@ class RefreshOutcome(enum.StrEnum):
     FAILED = "failed"
 
 
-def refresh_if_due(*, customer_identifier: str, expiring_before: datetime, unused_since: datetime) -> RefreshOutcome:
+def refresh_if_due(
+    *, customer_identifier: str, expiring_before: datetime | None, unused_since: datetime
+) -> RefreshOutcome:
     """Refresh one connection if it is still due: expiring before ``expiring_before`` or unused since ``unused_since``.
 
     Re-reads the row through the same query that listed it, so a connection refreshed by
@@ -80,14 +82,15 @@ class RefreshReport:
 
 def refresh_due_connections(
     *,
-    expiring_within: timedelta,
+    expiring_within: timedelta | None,
     unused_for: timedelta,
     concurrency: int = 4,
     progress: Callable[[RefreshReport], None] | None = None,
     page_size: int = 500,
 ) -> RefreshReport:
-    """Keep-alive: refresh every active connection whose access token expires within
-    ``expiring_within`` or whose refresh token has not been used for ``unused_for``.
+    """Keep-alive: refresh every active connection whose refresh token has not been used for
+    ``unused_for`` and, unless ``expiring_within`` is None, every connection in use whose
+    access token expires within it.
 
     Safe to run on several machines at once: each connection goes through refresh_if_due
     (re-read, then the single-flight lease), so one refreshed elsewhere meanwhile is
@@ -101,7 +104,8 @@ def refresh_due_connections(
         raise ValueError("concurrency must be at least 1")
     crypto.keyring()
     now = timezone.now()
-    expiring_before, unused_since = now + expiring_within, now - unused_for
+    expiring_before = now + expiring_within if expiring_within is not None else None
+    unused_since = now - unused_for
     due = OAuthToken.objects.due_for_refresh(expiring_before=expiring_before, unused_since=unused_since)
     report = RefreshReport(due=due.count())
     batch_size = max(1, min(BATCH_SIZE, report.due // (4 * concurrency)))
@@ -141,7 +145,7 @@ def refresh_due_connections(
 
 
 def _refresh_batch(
-    customer_identifiers: list[str], expiring_before: datetime, unused_since: datetime
+    customer_identifiers: list[str], expiring_before: datetime | None, unused_since: datetime
 ) -> list[RefreshOutcome]:
     """refresh_if_due for each, in a worker thread; closes the thread's database connections after."""
     try:
@@ -150,7 +154,7 @@ def _refresh_batch(
         db_connections.close_all()
 
 
-def _refresh_one(customer_identifier: str, expiring_before: datetime, unused_since: datetime) -> RefreshOutcome:
+def _refresh_one(customer_identifier: str, expiring_before: datetime | None, unused_since: datetime) -> RefreshOutcome:
     """refresh_if_due, its failures turned into outcomes (already recorded and logged)."""
     try:
         return refresh_if_due(
@@ -161,5 +165,10 @@ def _refresh_one(customer_identifier: str, expiring_before: datetime, unused_sin
     except (KlaviyoError, TokenDecryptionError):
         return RefreshOutcome.FAILED
     except DatabaseError as exc:
-        logger.error("Keep-alive of %s failed on the database: %s", customer_identifier, exc)
+        logger.error(
+            "Keep-alive of %s failed on the database: %s",
+            customer_identifier,
+            exc,
+            extra={"customer_identifier": customer_identifier},
+        )
         return RefreshOutcome.FAILED

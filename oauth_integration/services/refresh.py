@@ -45,6 +45,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
+from oauth_integration import metrics
 from oauth_integration.conf import conf
 from oauth_integration.exceptions import (
     EncryptionKeyError,
@@ -96,6 +97,8 @@ def fresh_connection(
             if not connection.expires_within(conf.refresh_margin):
                 return connection
         elif connection.version != rejected_version:
+            if waiting_since is not None:
+                metrics.REFRESHES.labels("waited").inc()
             return connection
         failed_until = connection.refresh_failed_until
         if failed_until is not None and (
@@ -110,7 +113,8 @@ def fresh_connection(
             return refresh_under_lease(connection, owner=owner, for_call=for_call)
         if waiting_since is None:
             waiting_since = timezone.now()
-            deadline = time.monotonic() + lease_duration().total_seconds() + conf.http_timeout
+            # Past the wait budget the caller gets RefreshInProgress (503); the refresh carries on.
+            deadline = time.monotonic() + min(conf.refresh_wait, lease_duration().total_seconds() + conf.http_timeout)
         if rejected_version is None:
             rejected_version = connection.version  # wait for whoever holds the lease to move it on
         if time.monotonic() >= deadline:
@@ -134,10 +138,12 @@ def refresh_under_lease(connection: OAuthToken, *, owner: str, for_call: bool) -
     try:
         grant, refresh_token = _exchange(connection, str(connection.refresh_token or ""))
     except InvalidGrant as exc:
+        metrics.REFRESHES.labels("invalid_grant").inc()
         reason = FailureReason.EXPIRED_INACTIVE if connection.refresh_token_idle_expired else FailureReason.REVOKED
         _release_after_failure(customer, owner, exc, reason=reason, event=Event.NEEDS_REAUTHORIZATION, broken=True)
         raise ReauthorizationRequired(customer, reason) from exc
     except (KlaviyoError, TokenDecryptionError, EncryptionKeyError) as exc:
+        metrics.REFRESHES.labels("unavailable").inc()
         _release_after_failure(customer, owner, exc, reason=failure_reason(exc), event=Event.REFRESH_FAILED)
         raise
 
@@ -155,10 +161,11 @@ def refresh_under_lease(connection: OAuthToken, *, owner: str, for_call: bool) -
         values["last_called_at"] = now  # the call about to be made counts as use
     if not OAuthToken.objects.store_refreshed(customer, version=connection.version, owner=owner, **values):
         return _discard(connection, grant, sent_refresh_token=refresh_token)
+    metrics.REFRESHES.labels("success").inc()
     ConnectionEvent.objects.record(
         customer, Event.REFRESHED, f"access token valid until {grant.expires_at:%Y-%m-%d %H:%M:%S %Z}"
     )
-    logger.info("Refreshed the Klaviyo token of %s", customer)
+    logger.info("Refreshed the Klaviyo token of %s", customer, extra={"customer_identifier": customer})
     for name, value in values.items():
         setattr(connection, name, value)
     connection.version += 1
@@ -189,9 +196,20 @@ def _release_after_failure(
     OAuthToken.objects.release_failed_lease(customer, owner=owner, cooldown=conf.refresh_failure_cooldown, **failure)
     ConnectionEvent.objects.record(customer, event, f"{reason.label}: {detail}")
     if broken:
-        logger.warning("Connection of %s needs reauthorization (%s)", customer, reason.label)
+        logger.warning(
+            "Connection of %s needs reauthorization (%s)",
+            customer,
+            reason.label,
+            extra={"customer_identifier": customer},
+        )
     else:
-        logger.warning("Refreshing the Klaviyo token of %s failed: %s (%s)", customer, exc, reason.label)
+        logger.warning(
+            "Refreshing the Klaviyo token of %s failed: %s (%s)",
+            customer,
+            exc,
+            reason.label,
+            extra={"customer_identifier": customer},
+        )
 
 
 def _discard(connection: OAuthToken, grant: TokenGrant, *, sent_refresh_token: str) -> OAuthToken:
@@ -201,7 +219,11 @@ def _discard(connection: OAuthToken, grant: TokenGrant, *, sent_refresh_token: s
     latest = OAuthToken.objects.of(customer).first()
     stored = str(latest.refresh_token or "") if latest is not None and latest.is_active else ""
     issued = grant.refresh_token or ""
-    logger.info("Connection of %s changed during a refresh; its new tokens are discarded", customer)
+    logger.info(
+        "Connection of %s changed during a refresh; its new tokens are discarded",
+        customer,
+        extra={"customer_identifier": customer},
+    )
     if issued and issued not in (sent_refresh_token, stored):
         revoke_quietly(customer, issued, what="token issued during a reconnect or disconnect")
     if latest is None:

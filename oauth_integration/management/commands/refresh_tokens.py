@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from oauth_integration import services
+from oauth_integration.conf import conf
 from oauth_integration.exceptions import EncryptionKeyError
 from oauth_integration.management.output import ProgressThrottle, name_some
 
@@ -32,25 +33,28 @@ def _bounded_int(low: int, high: int | None = None) -> Any:
 
 class Command(BaseCommand):
     help = (
-        "Refresh the Klaviyo tokens of active connections whose access token expires soon or whose "
-        "refresh token has not been used for a while (Klaviyo drops it after 90 idle days). Safe to run "
-        "on several machines at once. Exits non-zero when any refresh failed."
+        "Refresh the Klaviyo tokens of active connections whose refresh token has not been used for a "
+        "while (Klaviyo drops it after 90 idle days) and, when asked to, of connections in use whose "
+        "access token expires soon. Safe to run on several machines at once. Exits non-zero when any "
+        "refresh failed."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--expiring-within",
             type=_bounded_int(0),
-            default=600,
+            default=None,
             metavar="SECONDS",
-            help="Refresh access tokens that expire within this many seconds (default: 600).",
+            help="Also refresh connections in use whose access token expires within this many seconds; "
+            "0 never does (default: KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN, 0: calls refresh them when needed).",
         )
         parser.add_argument(
             "--unused-days",
             type=_bounded_int(1, MAX_UNUSED_DAYS),
-            default=30,
+            default=None,
             metavar="DAYS",
-            help="Also refresh connections not refreshed for this many days (default: 30).",
+            help="Refresh connections whose refresh token has not been used for this many days "
+            "(default: KLAVIYO_KEEP_ALIVE_UNUSED_DAYS, 75).",
         )
         parser.add_argument(
             "--concurrency",
@@ -61,8 +65,16 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args: Any, expiring_within: int, unused_days: int, concurrency: int, verbosity: int, **options: Any
+        self,
+        *args: Any,
+        expiring_within: int | None,
+        unused_days: int | None,
+        concurrency: int,
+        verbosity: int,
+        **options: Any,
     ) -> None:
+        expiring = conf.keep_alive_expiring_within if expiring_within is None else timedelta(seconds=expiring_within)
+        unused = conf.keep_alive_unused if unused_days is None else timedelta(days=unused_days)
         throttle: ProgressThrottle | None = None
 
         def progress(report: services.RefreshReport) -> None:
@@ -76,8 +88,8 @@ class Command(BaseCommand):
 
         try:
             report = services.refresh_due_connections(
-                expiring_within=timedelta(seconds=expiring_within),
-                unused_for=timedelta(days=unused_days),
+                expiring_within=expiring or None,
+                unused_for=unused,
                 concurrency=concurrency,
                 progress=progress,
             )

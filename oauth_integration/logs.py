@@ -1,0 +1,77 @@
+"""Log lines an aggregator can parse: a request id on every line, the customer where relevant.
+
+* ``request_id_middleware`` gives every request an id (the caller's ``X-Request-ID`` when
+  it is a plain token, else a random one), sends it back in ``X-Request-ID`` and keeps it
+  for the duration of the request.
+* ``ContextFilter`` adds ``request_id`` and ``customer_identifier`` (from ``extra=``) to
+  every record, so both the plain and the JSON format can show them.
+* ``JsonFormatter`` writes one JSON object per line (time, level, logger, message,
+  request id, customer identifier), using python-json-logger.
+
+Log messages never carry tokens, verifiers, secrets or keys (see ``exceptions.py``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_ACCEPTED_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def request_id_middleware(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    """Give each request an id for its log lines, and return it in ``X-Request-ID``."""
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = given if _ACCEPTED_ID.fullmatch(given) else uuid.uuid4().hex
+        token = _request_id.set(request_id)
+        try:
+            response = get_response(request)
+        finally:
+            _request_id.reset(token)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
+
+    return middleware
+
+
+class ContextFilter(logging.Filter):
+    """Adds ``request_id`` and ``customer_identifier`` (empty when not relevant) to each record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = _request_id.get()
+        if not hasattr(record, "customer_identifier"):
+            record.customer_identifier = ""
+        return True
+
+
+class JsonFormatter(_BaseJsonFormatter):
+    """One JSON object per line: time, level, logger, message, request_id, customer_identifier
+    (and status_code, exc_info when present).
+
+    Only these fields are written. Other ``extra`` attributes are dropped: Django's request
+    logger attaches the request itself, whose text includes the query string (an
+    authorization code, on the OAuth callback).
+    """
+
+    FIELDS = ("time", "level", "logger", "message", "request_id", "customer_identifier", "status_code", "exc_info")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("fmt", ["asctime", "levelname", "name", "message", "request_id", "customer_identifier"])
+        kwargs.setdefault("rename_fields", {"asctime": "time", "levelname": "level", "name": "logger"})
+        super().__init__(*args, **kwargs)
+
+    def add_fields(self, log_record: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        super().add_fields(log_record, record, message_dict)
+        for key in [key for key in log_record if key not in self.FIELDS]:
+            del log_record[key]

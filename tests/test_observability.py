@@ -1,0 +1,107 @@
+"""Metrics at /metrics (in this process) and log lines: request ids, customers, the JSON format."""
+
+import json
+import logging
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from oauth_integration import services
+from oauth_integration.exceptions import KlaviyoThrottled
+from oauth_integration.logs import ContextFilter, JsonFormatter
+from oauth_integration.models import ConnectionStatus
+from tests.conftest import KLAVIYO, PROFILES_URL, TOKEN_URL, profiles_body, token_body
+
+pytestmark = pytest.mark.django_db
+METRICS_TOKEN = "metrics-token-for-tests"
+
+
+def scrape(client, token=METRICS_TOKEN):
+    return client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def samples(response):
+    found = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(found, name, **labels):
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_is_a_404_without_a_configured_token_or_the_right_bearer(client, settings):
+    settings.METRICS_TOKEN = ""
+    assert scrape(client).status_code == 404
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    assert client.get("/metrics").status_code == 404
+    assert scrape(client, token="wrong").status_code == 404
+    assert scrape(client).status_code == 200
+
+
+def test_metrics_count_calls_refreshes_throttling_and_connections(client, settings, mocked_responses, make_connection):
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    make_connection("cust-1", expires_at=timezone.now() - timedelta(seconds=1))
+    make_connection("cust-2", status=ConnectionStatus.NEEDS_REAUTHORIZATION)
+    make_connection("cust-3", status=ConnectionStatus.REVOKED, access_token=None, refresh_token=None, expires_at=None)
+    before = samples(scrape(client))
+
+    mocked_responses.post(TOKEN_URL, json=token_body("at-2", "rt-2"))
+    mocked_responses.get(PROFILES_URL, json=profiles_body("p1"))
+    mocked_responses.get(
+        f"{KLAVIYO}/api/profiles/01HPROFILE",
+        status=429,
+        json={"errors": [{"code": "throttled"}]},
+        headers={"Retry-After": "0"},
+    )
+    services.get_profiles(customer_identifier="cust-1")
+    with pytest.raises(KlaviyoThrottled):
+        services.call_klaviyo(customer_identifier="cust-1", path="/api/profiles/01HPROFILE")
+    response = scrape(client)
+
+    assert response["Content-Type"].startswith("text/plain")
+    after = samples(response)
+
+    def grew(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("klaviyo_token_refreshes_total", outcome="success") == 1
+    assert grew("klaviyo_api_requests_total", method="GET", endpoint="/api/profiles", status="200") == 1
+    assert grew("klaviyo_api_requests_total", method="GET", endpoint="/api/profiles/{id}", status="429") == 1
+    assert grew("klaviyo_api_request_duration_seconds_count", method="GET", endpoint="/api/profiles") == 1
+    assert grew("klaviyo_api_throttled_total", endpoint="/api/profiles/{id}") == 1
+    assert grew("klaviyo_api_retries_total", endpoint="/api/profiles/{id}", reason="429") == 2
+    assert value(after, "klaviyo_connections", status="active") == 1
+    assert value(after, "klaviyo_connections", status="needs_reauthorization") == 1
+    assert value(after, "klaviyo_connections", status="revoked") == 1
+    text = response.content.decode()
+    assert "cust-1" not in text and "01HPROFILE" not in text and "at-2" not in text
+
+
+def test_each_request_gets_an_id_echoed_in_its_response(client):
+    first, second = client.get("/healthz"), client.get("/healthz")
+    assert len(first["X-Request-ID"]) == 32 and first["X-Request-ID"] != second["X-Request-ID"]
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="lb-1234.abc")["X-Request-ID"] == "lb-1234.abc"
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="bad id\n<x>")["X-Request-ID"] != "bad id\n<x>"
+
+
+def test_json_log_lines_carry_time_level_logger_message_request_and_customer_only():
+    record = logging.LogRecord(
+        "oauth_integration.services", logging.WARNING, __file__, 1, "Customer %s did %s", ("c-9", "x"), None
+    )
+    record.customer_identifier = "c-9"
+    record.request = "<WSGIRequest: GET '/authorize?code=SECRET-CODE'>"  # what Django's request logger attaches
+    ContextFilter().filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert set(line) == {"time", "level", "logger", "message", "request_id", "customer_identifier"}
+    assert (line["level"], line["logger"], line["message"]) == (
+        "WARNING",
+        "oauth_integration.services",
+        "Customer c-9 did x",
+    )
+    assert line["customer_identifier"] == "c-9"
+    assert "SECRET-CODE" not in json.dumps(line)
