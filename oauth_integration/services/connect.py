@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from oauth_integration import pkce
+from oauth_integration import pkce, signals
 from oauth_integration.conf import conf
 from oauth_integration.exceptions import AuthorizationStateError, EncryptionKeyError, KlaviyoError, TokenDecryptionError
 from oauth_integration.klaviyo import account_id_and_name
@@ -88,6 +88,9 @@ def complete_authorization(*, state: str, code: str, browser_binding: str | None
                 customer, Event.ACCOUNT_CHANGED, f"from {previous.klaviyo_account_id} to {account_id}"
             )
     logger.info("Customer %s connected %s", customer, account, extra={"customer_identifier": customer})
+    signals.send_after_commit(
+        signals.connected, customer_identifier=customer, klaviyo_account_id=account_id, reconnected=previous is not None
+    )
     return Connected(customer, account_id, account_name, reconnected=previous is not None)
 
 
@@ -115,8 +118,9 @@ def disconnect(*, customer_identifier: str) -> Disconnected:
     disconnect still happens and the failure is recorded in the history.
     Raises TokenNotFound.
     """
+    connection = token_storage.retrieve(customer_identifier)
     try:
-        refresh_token, failure = token_storage.retrieve(customer_identifier).refresh_token, ""
+        refresh_token, failure = connection.refresh_token, ""
     except (TokenDecryptionError, EncryptionKeyError) as exc:
         refresh_token, failure = None, f"the stored token cannot be decrypted ({type(exc).__name__})"
     if refresh_token:
@@ -138,4 +142,9 @@ def disconnect(*, customer_identifier: str) -> Disconnected:
     else:
         detail = "removed locally only" if failure else "no token to revoke at Klaviyo; removed locally"
     ConnectionEvent.objects.record(customer_identifier, Event.REVOKED, detail)
+    signals.send_after_commit(
+        signals.disconnected,
+        customer_identifier=customer_identifier,
+        klaviyo_account_id=connection.klaviyo_account_id,
+    )
     return Disconnected(customer_identifier, revoked_at_klaviyo=bool(refresh_token) and not failure, failure=failure)

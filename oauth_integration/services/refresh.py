@@ -45,7 +45,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from oauth_integration import metrics
+from oauth_integration import metrics, signals
 from oauth_integration.conf import conf
 from oauth_integration.exceptions import (
     EncryptionKeyError,
@@ -141,6 +141,12 @@ def refresh_under_lease(connection: OAuthToken, *, owner: str, for_call: bool) -
         metrics.REFRESHES.labels("invalid_grant").inc()
         reason = FailureReason.EXPIRED_INACTIVE if connection.refresh_token_idle_expired else FailureReason.REVOKED
         _release_after_failure(customer, owner, exc, reason=reason, event=Event.NEEDS_REAUTHORIZATION, broken=True)
+        signals.send_after_commit(
+            signals.needs_reauthorization,
+            customer_identifier=customer,
+            klaviyo_account_id=connection.klaviyo_account_id,
+            reason=str(reason),
+        )
         raise ReauthorizationRequired(customer, reason) from exc
     except (KlaviyoError, TokenDecryptionError, EncryptionKeyError) as exc:
         metrics.REFRESHES.labels("unavailable").inc()
@@ -162,6 +168,9 @@ def refresh_under_lease(connection: OAuthToken, *, owner: str, for_call: bool) -
     if not OAuthToken.objects.store_refreshed(customer, version=connection.version, owner=owner, **values):
         return _discard(connection, grant, sent_refresh_token=refresh_token)
     metrics.REFRESHES.labels("success").inc()
+    signals.send_after_commit(
+        signals.refreshed, customer_identifier=customer, klaviyo_account_id=connection.klaviyo_account_id
+    )
     ConnectionEvent.objects.record(
         customer, Event.REFRESHED, f"access token valid until {grant.expires_at:%Y-%m-%d %H:%M:%S %Z}"
     )
