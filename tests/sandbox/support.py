@@ -1,4 +1,4 @@
-"""Helpers of the sandbox tests: the OAuth dance through the test client, and API calls."""
+"""What the sandbox tests share: the OAuth dance through the test client, and API calls."""
 
 import base64
 import json
