@@ -1,4 +1,4 @@
-"""System checks for the sandbox's settings. Messages never echo secret values."""
+"""System checks for the sandbox's settings, every one validated here. Messages never echo values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from klaviyo_sandbox.conf import REFRESH_FAILURES, conf
+from klaviyo_sandbox.conf import DEFAULTS, conf, problem, setting
 
 
 @register(Tags.security)
@@ -26,16 +26,6 @@ def check_sandbox_outside_debug(**kwargs: Any) -> list[CheckMessage]:
 
 @register()
 def check_sandbox_settings(**kwargs: Any) -> list[CheckMessage]:
-    messages: list[CheckMessage] = []
-    rate = getattr(settings, "KLAVIYO_SANDBOX_API_FAILURE_RATE", None) or 0.0
-    if not isinstance(rate, int | float) or not 0 <= rate <= 1:
-        messages.append(Error("KLAVIYO_SANDBOX_API_FAILURE_RATE must be between 0 and 1.", id="klaviyo_sandbox.E001"))
-    failure = getattr(settings, "KLAVIYO_SANDBOX_REFRESH_FAILURE", None) or "503"
-    if failure not in REFRESH_FAILURES:
-        messages.append(
-            Error(
-                f"KLAVIYO_SANDBOX_REFRESH_FAILURE must be one of: {', '.join(REFRESH_FAILURES)}.",
-                id="klaviyo_sandbox.E002",
-            )
-        )
-    return messages
+    """Every KLAVIYO_SANDBOX_* setting of the wrong type or out of range, by name."""
+    problems = [found for name in DEFAULTS if (found := problem(name, setting(name)))]
+    return [Error(f"Malformed sandbox setting: {found}.", id="klaviyo_sandbox.E001") for found in problems]

@@ -1,49 +1,135 @@
-"""Typed, lazy view of the sandbox's settings.
+"""Typed, lazy view of the sandbox's settings, with every default defined here once.
 
-Every property re-reads ``django.conf.settings`` on access (so the pytest-django
-``settings`` fixture and ``override_settings`` apply at once). Optional settings fall
-back to the defaults below; nothing is read at import time.
+Each ``KLAVIYO_SANDBOX_*`` name is read from ``django.conf.settings`` on access (so
+pytest-django's ``settings`` fixture and ``override_settings`` apply at once, also to a
+live server's threads); a name that is missing, ``None`` or empty takes its default below.
+``checks.py`` reports every value of the wrong type or out of range; the properties fall
+back to the default for a wrong type and clamp a number into its range.
+
+Settings (all optional):
+
+- ``KLAVIYO_SANDBOX_APP_NAME``: the app's name on the consent page.
+- ``KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME``: seconds an access token is valid (``expires_in``).
+- ``KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS``: a new refresh token on every refresh, the old one dead.
+- ``KLAVIYO_SANDBOX_RATE_LIMIT_SCALE``: multiplies every rate limit (Klaviyo's tiers); 0 turns limiting off.
+- ``KLAVIYO_SANDBOX_API_FAILURE_RATE``: share (0 to 1) of API calls answered with a 503.
+- ``KLAVIYO_SANDBOX_FAIL_REFRESHES``: the first N refreshes of every grant fail (a huge N: all of them).
+- ``KLAVIYO_SANDBOX_REFRESH_FAILURE``: how they fail: ``503`` or ``invalid_grant`` (grant revoked).
+- ``KLAVIYO_SANDBOX_REFRESH_DELAY``: seconds the token endpoint waits before answering a refresh.
+- ``KLAVIYO_SANDBOX_API_DELAY``: seconds every admitted API call waits before it is answered.
+
+What the sandbox served is counted in the database: see ``klaviyo_sandbox.counters``.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 
 REFRESH_FAILURES = ("503", "invalid_grant")
 
+DEFAULTS: dict[str, Any] = {
+    "KLAVIYO_SANDBOX_APP_NAME": "Klaviyo Connections (development app)",
+    "KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME": 3600,
+    "KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS": False,
+    # Ten times Klaviyo's own limits: several customers of one sandbox account can connect
+    # (each reads /api/accounts, 1/s at Klaviyo) without being throttled. 1 = Klaviyo's limits.
+    "KLAVIYO_SANDBOX_RATE_LIMIT_SCALE": 10.0,
+    "KLAVIYO_SANDBOX_API_FAILURE_RATE": 0.0,
+    "KLAVIYO_SANDBOX_FAIL_REFRESHES": 0,
+    "KLAVIYO_SANDBOX_REFRESH_FAILURE": "503",
+    "KLAVIYO_SANDBOX_REFRESH_DELAY": 0.0,
+    "KLAVIYO_SANDBOX_API_DELAY": 0.0,
+}
 
-def _get(name: str, default: object) -> object:
+# Numeric settings: (type, smallest, largest allowed value; None is unbounded).
+NUMBERS: dict[str, tuple[type[int] | type[float], float, float | None]] = {
+    "KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME": (int, 1, None),
+    "KLAVIYO_SANDBOX_RATE_LIMIT_SCALE": (float, 0, None),
+    "KLAVIYO_SANDBOX_API_FAILURE_RATE": (float, 0, 1),
+    "KLAVIYO_SANDBOX_FAIL_REFRESHES": (int, 0, None),
+    "KLAVIYO_SANDBOX_REFRESH_DELAY": (float, 0, 60),
+    "KLAVIYO_SANDBOX_API_DELAY": (float, 0, 60),
+}
+CHOICES: dict[str, tuple[str, ...]] = {"KLAVIYO_SANDBOX_REFRESH_FAILURE": REFRESH_FAILURES}
+
+
+def setting(name: str) -> Any:
+    """The configured value of ``name``, or its default when missing, ``None`` or empty."""
     value = getattr(settings, name, None)
-    return default if value is None or value == "" else value
+    return DEFAULTS[name] if value is None or value == "" else value
+
+
+def problem(name: str, value: object) -> str | None:
+    """Why ``value`` is not acceptable for the sandbox setting ``name`` (None when it is)."""
+    default = DEFAULTS[name]
+    if name in NUMBERS:
+        kind, minimum, maximum = NUMBERS[name]
+        acceptable = (int,) if kind is int else (int, float)
+        upper = math.inf if maximum is None else maximum
+        if isinstance(value, bool) or not isinstance(value, acceptable) or not minimum <= value <= upper:
+            noun = "an integer" if kind is int else "a number"
+            bounds = f">= {minimum:g}" if maximum is None else f"between {minimum:g} and {maximum:g}"
+            return f"{name} must be {noun} {bounds}"
+    elif name in CHOICES:
+        if value not in CHOICES[name]:
+            return f"{name} must be one of: {', '.join(CHOICES[name])}"
+    elif isinstance(default, bool):
+        if not isinstance(value, bool):
+            return f"{name} must be true or false"
+    elif not isinstance(value, str):
+        return f"{name} must be text"
+    return None
+
+
+def _number(name: str) -> float:
+    value = setting(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return DEFAULTS[name]
+    _, minimum, maximum = NUMBERS[name]
+    value = max(minimum, value)
+    return min(maximum, value) if maximum is not None else value
+
+
+def _choice(name: str) -> str:
+    value = setting(name)
+    return value if value in CHOICES[name] else DEFAULTS[name]
+
+
+def _flag(name: str) -> bool:
+    value = setting(name)
+    return value if isinstance(value, bool) else DEFAULTS[name]
 
 
 class _SandboxConf:
     @property
     def enabled(self) -> bool:
-        """The sandbox's routes exist only while this is true."""
+        """The sandbox's routes exist only while this is true (the project's ``KLAVIYO_SANDBOX``)."""
         return bool(getattr(settings, "KLAVIYO_SANDBOX", False))
 
     # --- the registered app the sandbox recognises (the integration's own settings) ------
 
     @property
     def client_id(self) -> str:
-        return str(getattr(settings, "KLAVIYO_CLIENT_ID", ""))
+        return str(getattr(settings, "KLAVIYO_CLIENT_ID", "") or "")
 
     @property
     def client_secret(self) -> str:
-        return str(getattr(settings, "KLAVIYO_CLIENT_SECRET", ""))
+        return str(getattr(settings, "KLAVIYO_CLIENT_SECRET", "") or "")
 
     @property
     def redirect_url(self) -> str:
         """The one redirect URI registered for the app."""
-        return str(getattr(settings, "KLAVIYO_REDIRECT_URL", ""))
+        return str(getattr(settings, "KLAVIYO_REDIRECT_URL", "") or "")
 
     @property
     def app_name(self) -> str:
         """The app's name as shown on the consent page."""
-        return str(_get("KLAVIYO_SANDBOX_APP_NAME", "Klaviyo Connections (development app)"))
+        value = setting("KLAVIYO_SANDBOX_APP_NAME")
+        return value if isinstance(value, str) else DEFAULTS["KLAVIYO_SANDBOX_APP_NAME"]
 
     # --- behaviour ------------------------------------------------------------------------
 
@@ -55,36 +141,45 @@ class _SandboxConf:
     @property
     def access_token_lifetime(self) -> int:
         """Seconds an access token is valid (``expires_in``). Default 3600, like Klaviyo."""
-        return max(1, int(_get("KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME", 3600)))
+        return int(_number("KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME"))
 
     @property
     def rotate_refresh_tokens(self) -> bool:
         """Issue a new refresh token on every refresh (the old one stops working). Default off:
         Klaviyo was observed to hand back the same refresh token."""
-        return bool(_get("KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS", False))
+        return _flag("KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS")
 
     @property
-    def rate_limit(self) -> int:
-        """API requests allowed per connection per minute (fixed window); 0 turns limiting off."""
-        return max(0, int(_get("KLAVIYO_SANDBOX_RATE_LIMIT", 600)))
+    def rate_limit_scale(self) -> float:
+        """Multiplier of every endpoint's burst and steady limits; 0 turns rate limiting off."""
+        return float(_number("KLAVIYO_SANDBOX_RATE_LIMIT_SCALE"))
 
-    # --- failure injection ----------------------------------------------------------------
+    # --- failure injection and delays -----------------------------------------------------
 
     @property
     def api_failure_rate(self) -> float:
-        """Fraction (0..1) of authenticated API calls answered with a 503."""
-        return min(1.0, max(0.0, float(_get("KLAVIYO_SANDBOX_API_FAILURE_RATE", 0.0))))
+        """Fraction (0..1) of admitted API calls answered with a 503."""
+        return float(_number("KLAVIYO_SANDBOX_API_FAILURE_RATE"))
 
     @property
     def fail_refreshes(self) -> int:
-        """The first N refresh requests of every connection fail (see ``refresh_failure``)."""
-        return max(0, int(_get("KLAVIYO_SANDBOX_FAIL_REFRESHES", 0)))
+        """The first N refresh requests of every grant fail (see ``refresh_failure``)."""
+        return int(_number("KLAVIYO_SANDBOX_FAIL_REFRESHES"))
 
     @property
     def refresh_failure(self) -> str:
         """How an injected refresh failure looks: "503" (temporary) or "invalid_grant" (connection lost)."""
-        value = str(_get("KLAVIYO_SANDBOX_REFRESH_FAILURE", "503"))
-        return value if value in REFRESH_FAILURES else "503"
+        return _choice("KLAVIYO_SANDBOX_REFRESH_FAILURE")
+
+    @property
+    def refresh_delay(self) -> float:
+        """Seconds the token endpoint waits before answering a refresh (widens refresh races)."""
+        return float(_number("KLAVIYO_SANDBOX_REFRESH_DELAY"))
+
+    @property
+    def api_delay(self) -> float:
+        """Seconds every admitted API call waits before it is answered."""
+        return float(_number("KLAVIYO_SANDBOX_API_DELAY"))
 
 
 conf = _SandboxConf()

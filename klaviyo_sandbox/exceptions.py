@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SandboxError(Exception):
     """Base for every error the sandbox raises deliberately."""
@@ -22,13 +24,14 @@ class APIError(SandboxError):
 
     def __init__(
         self,
-        *,
         status: int,
         code: str,
         title: str,
         detail: str = "",
+        *,
         source: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(f"HTTP {status} {code}")
         self.status = status
@@ -37,3 +40,15 @@ class APIError(SandboxError):
         self.detail = detail or title
         self.source = source if source is not None else {"pointer": "/data/"}
         self.headers = dict(headers or {})
+        self.meta = meta
+
+
+def invalid(detail: str, *, parameter: str | None = None, pointer: str | None = None) -> APIError:
+    """A 400 ``invalid``, pointing at a query parameter or at a member of the request body."""
+    source = {"parameter": parameter} if parameter is not None else {"pointer": pointer or "/data"}
+    return APIError(400, "invalid", "Invalid input.", detail, source=source)
+
+
+def not_found(detail: str = "Not found.") -> APIError:
+    """A 404 ``not_found``: an unknown path, or a resource the caller's account does not have."""
+    return APIError(404, "not_found", "Not found.", detail)

@@ -8,8 +8,8 @@ from django import forms
 
 from klaviyo_sandbox.accounts import ACCOUNTS
 from klaviyo_sandbox.conf import conf
+from klaviyo_sandbox.consent import AuthorizationRequest
 from klaviyo_sandbox.scopes import KNOWN_SCOPES
-from klaviyo_sandbox.services import AuthorizationRequest
 
 # RFC 7636 §4.2: BASE64URL of a SHA-256 digest, unpadded, is exactly 43 characters.
 _CODE_CHALLENGE = re.compile(r"[A-Za-z0-9_\-]{43}")

@@ -1,73 +1,82 @@
-"""JSON:API documents in the shape of Klaviyo's responses. Pure functions of their inputs."""
+"""JSON:API documents in the shape of Klaviyo's answers. Pure functions of their inputs."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from klaviyo_sandbox.accounts import SandboxAccount, SandboxProfile
 from klaviyo_sandbox.exceptions import APIError
-from klaviyo_sandbox.services import ProfilePage
+from klaviyo_sandbox.pagination import Page
 
 CONTENT_TYPE = "application/vnd.api+json"
-_PROFILE_RELATIONSHIPS = ("lists", "segments", "push-tokens", "conversations")
 
 
-def _timestamp(moment: datetime | None) -> str | None:
-    return moment.isoformat(timespec="seconds") if moment is not None else None
+def timestamp(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC, with microseconds only when there are some (as Klaviyo writes them)."""
+    return moment.isoformat() if moment is not None else None
 
 
 def error_document(error: APIError) -> dict[str, Any]:
-    return {
-        "errors": [
-            {
-                "id": str(uuid.uuid4()),
-                "status": error.status,
-                "code": error.code,
-                "title": error.title,
-                "detail": error.detail,
-                "source": dict(error.source),
-            }
-        ]
+    body: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "status": error.status,
+        "code": error.code,
+        "title": error.title,
+        "detail": error.detail,
+        "source": dict(error.source),
     }
+    if error.meta is not None:
+        body["meta"] = dict(error.meta)
+    return {"errors": [body]}
 
 
-def profile_resource(profile: SandboxProfile, *, collection_url: str) -> dict[str, Any]:
-    own_url = f"{collection_url}/{profile.id}/"
-    return {
-        "type": "profile",
-        "id": profile.id,
-        "attributes": {
-            "email": profile.email,
-            "phone_number": profile.phone_number,
-            "external_id": profile.external_id,
-            "first_name": profile.first_name,
-            "last_name": profile.last_name,
-            "organization": profile.organization,
-            "locale": profile.locale,
-            "title": profile.title,
-            "image": None,
-            "created": _timestamp(profile.created),
-            "updated": _timestamp(profile.updated),
-            "last_event_date": _timestamp(profile.last_event_date),
-            "location": dict(profile.location),
-            "properties": dict(profile.properties),
-        },
-        "relationships": {
-            name: {"links": {"self": f"{own_url}relationships/{name}/", "related": f"{own_url}{name}/"}}
-            for name in _PROFILE_RELATIONSHIPS
-        },
-        "links": {"self": own_url},
-    }
+def sparse(attributes: dict[str, Any], fields: Iterable[str] | None) -> dict[str, Any]:
+    """Only the requested attributes (``fields[type]``); a dotted name selects inside an object."""
+    if fields is None:
+        return attributes
+    chosen: dict[str, Any] = {}
+    for name in fields:
+        source, target = attributes, chosen
+        *parents, last = name.split(".")
+        for parent in parents:
+            source = source.get(parent) or {}
+            target = target.setdefault(parent, {})
+        if last in source:
+            target[last] = source[last]
+    return chosen
 
 
-def profiles_document(
-    page: ProfilePage, *, collection_url: str, self_url: str, query: Mapping[str, str]
+def resource(
+    kind: str,
+    identifier: str,
+    attributes: dict[str, Any],
+    fields: Iterable[str] | None = None,
+    *,
+    api_root: str,
+    relationships: Mapping[str, Any] | Iterable[str] = (),
 ) -> dict[str, Any]:
-    """``collection_url``: absolute URL of /api/profiles (no trailing slash); ``query``: the request's."""
+    """A resource object with the attributes ``fields`` names (all when None), its links under
+    ``{api_root}/{kind}s/{id}/``; a relationship named in a mapping also carries its value as ``data``."""
+    own = f"{api_root}/{kind}s/{identifier}/"
+    linked: dict[str, Any] = {}
+    for name in relationships:
+        linked[name] = {"links": {"self": f"{own}relationships/{name}/", "related": f"{own}{name}/"}}
+        if isinstance(relationships, Mapping):
+            linked[name] = {"data": relationships[name], **linked[name]}
+    body: dict[str, Any] = {"type": kind, "id": identifier, "attributes": sparse(attributes, fields)}
+    if linked:
+        body["relationships"] = linked
+    body["links"] = {"self": own}
+    return body
+
+
+def collection_document(
+    data: list[dict[str, Any]], page: Page | None, *, collection_url: str, self_url: str, query: Mapping[str, str]
+) -> dict[str, Any]:
+    """``collection_url``: absolute URL of the endpoint without a trailing slash; ``query``: the request's."""
 
     def link(cursor: str | None) -> str | None:
         if cursor is None:
@@ -76,43 +85,9 @@ def profiles_document(
         params["page[cursor]"] = cursor
         return f"{collection_url}?{urlencode(params)}"
 
-    return {
-        "data": [profile_resource(profile, collection_url=collection_url) for profile in page.profiles],
-        "links": {"self": self_url, "next": link(page.next_cursor), "prev": link(page.prev_cursor)},
-    }
+    next_cursor, prev_cursor = (page.next_cursor, page.prev_cursor) if page is not None else (None, None)
+    return {"data": data, "links": {"self": self_url, "next": link(next_cursor), "prev": link(prev_cursor)}}
 
 
-def accounts_document(account: SandboxAccount, *, collection_url: str, self_url: str) -> dict[str, Any]:
-    address = account.address
-    return {
-        "data": [
-            {
-                "type": "account",
-                "id": account.id,
-                "attributes": {
-                    "test_account": True,
-                    "contact_information": {
-                        "default_sender_name": account.organization_name,
-                        "default_sender_email": account.sender_email,
-                        "website_url": account.website_url,
-                        "organization_name": account.organization_name,
-                        "street_address": {
-                            "address1": address.address1,
-                            "address2": address.address2,
-                            "city": address.city,
-                            "region": address.region,
-                            "country": address.country,
-                            "zip": address.zip,
-                        },
-                    },
-                    "industry": account.industry,
-                    "timezone": account.timezone,
-                    "preferred_currency": account.preferred_currency,
-                    "public_api_key": account.id,
-                    "locale": account.locale,
-                },
-                "links": {"self": f"{collection_url}/{account.id}/"},
-            }
-        ],
-        "links": {"self": self_url, "next": None, "prev": None},
-    }
+def single_document(data: dict[str, Any], *, self_url: str) -> dict[str, Any]:
+    return {"data": data, "links": {"self": self_url}}

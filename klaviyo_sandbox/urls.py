@@ -3,6 +3,7 @@
 from django.urls import path, re_path
 
 from klaviyo_sandbox import views
+from klaviyo_sandbox.api import router
 
 app_name = "klaviyo_sandbox"
 
@@ -10,7 +11,6 @@ urlpatterns = [
     path("oauth/authorize", views.authorize, name="authorize"),
     path("oauth/token", views.token, name="token"),
     path("oauth/revoke", views.revoke, name="revoke"),
-    # Klaviyo answers with and without the trailing slash.
-    re_path(r"^api/profiles/?$", views.profiles, name="profiles"),
-    re_path(r"^api/accounts/?$", views.accounts, name="accounts"),
+    # Every /api/... path, known or not: the router answers in JSON:API (404, 405 included).
+    re_path(r"^api/(?P<path>.*)$", router.dispatch, name="api"),
 ]

@@ -1,6 +1,7 @@
-"""The sandbox's HTTP endpoints: parse the request, call one service, shape the answer like Klaviyo.
+"""The sandbox's OAuth pages and endpoints: parse the request, call one service, shape the answer.
 
-Every view answers 404 unless ``KLAVIYO_SANDBOX`` is true at request time.
+Every sandbox view (these and ``api.router.dispatch``) answers 404 unless
+``KLAVIYO_SANDBOX`` is true at request time.
 """
 
 from __future__ import annotations
@@ -12,15 +13,14 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
-from klaviyo_sandbox import jsonapi, services
+from klaviyo_sandbox import consent, services
 from klaviyo_sandbox.accounts import ACCOUNTS
 from klaviyo_sandbox.conf import conf
-from klaviyo_sandbox.exceptions import APIError, OAuthError
+from klaviyo_sandbox.exceptions import OAuthError
 from klaviyo_sandbox.forms import AuthorizationRequestForm, ConsentForm
 from klaviyo_sandbox.scopes import describe
-from klaviyo_sandbox.services import RateLimit
 
 View = Callable[..., HttpResponse]
 
@@ -58,14 +58,14 @@ def authorize(request: HttpRequest) -> HttpResponse:
         context = {"form": form, "scopes": scopes, "accounts": ACCOUNTS, "app_name": conf.app_name}
         return render(request, "klaviyo_sandbox/consent.html", context)
 
-    consent = ConsentForm(request.POST)
-    if not consent.is_valid():
-        return _invalid_authorization_request(request, consent)
-    authorization_request = consent.authorization_request()
-    if consent.cleaned_data["decision"] == "deny":
-        return HttpResponseRedirect(services.deny(request=authorization_request))
+    answer = ConsentForm(request.POST)
+    if not answer.is_valid():
+        return _invalid_authorization_request(request, answer)
+    authorization_request = answer.authorization_request()
+    if answer.cleaned_data["decision"] == "deny":
+        return HttpResponseRedirect(consent.deny(request=authorization_request))
     return HttpResponseRedirect(
-        services.approve(request=authorization_request, account_id=consent.cleaned_data["account"])
+        consent.approve(request=authorization_request, account_id=answer.cleaned_data["account"])
     )
 
 
@@ -112,59 +112,3 @@ def revoke(request: HttpRequest) -> JsonResponse:
     except OAuthError as exc:
         return _oauth_error(exc)
     return _oauth_json({})
-
-
-# --- /api/... ----------------------------------------------------------------------------
-
-
-def _api_response(body: dict[str, object], rate: RateLimit | None) -> JsonResponse:
-    headers = rate.headers() if rate is not None else None
-    return JsonResponse(body, content_type=jsonapi.CONTENT_TYPE, headers=headers)
-
-
-def _api_error(error: APIError) -> JsonResponse:
-    return JsonResponse(
-        jsonapi.error_document(error), status=error.status, content_type=jsonapi.CONTENT_TYPE, headers=error.headers
-    )
-
-
-def _collection_url(request: HttpRequest) -> str:
-    return request.build_absolute_uri(request.path).rstrip("/")
-
-
-@sandbox_only
-@require_GET
-def profiles(request: HttpRequest) -> JsonResponse:
-    """Get Profiles: one page of the token's account's profiles."""
-    try:
-        result = services.get_profiles(
-            authorization=request.headers.get("Authorization"),
-            revision=request.headers.get("revision"),
-            page_size=request.GET.get("page[size]"),
-            cursor=request.GET.get("page[cursor]"),
-        )
-    except APIError as exc:
-        return _api_error(exc)
-    body = jsonapi.profiles_document(
-        result.page,
-        collection_url=_collection_url(request),
-        self_url=request.build_absolute_uri(),
-        query=request.GET.dict(),
-    )
-    return _api_response(body, result.caller.rate)
-
-
-@sandbox_only
-@require_GET
-def accounts(request: HttpRequest) -> JsonResponse:
-    """Get Accounts: the account the access token belongs to."""
-    try:
-        caller = services.get_account_of_caller(
-            authorization=request.headers.get("Authorization"), revision=request.headers.get("revision")
-        )
-    except APIError as exc:
-        return _api_error(exc)
-    body = jsonapi.accounts_document(
-        caller.account, collection_url=_collection_url(request), self_url=request.build_absolute_uri()
-    )
-    return _api_response(body, caller.rate)

@@ -27,10 +27,6 @@ def sandbox(live_server, settings):
     settings.KLAVIYO_REFRESH_MARGIN_SECONDS = 0
     settings.KLAVIYO_MAX_RETRIES = 0
     settings.KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME = 1
-    settings.KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS = False
-    settings.KLAVIYO_SANDBOX_RATE_LIMIT = 600
-    settings.KLAVIYO_SANDBOX_API_FAILURE_RATE = 0.0
-    settings.KLAVIYO_SANDBOX_FAIL_REFRESHES = 0
     yield live_server
     # Drop the client's kept-alive connections, so the server threads serving them end
     # and release their database connections before the test database is dropped.
