@@ -146,7 +146,7 @@ def answers_errors(
                 problem = problem_for(exc)
                 if problem.status >= 500:
                     level = logging.ERROR if problem.code == UNDECRYPTABLE.code else logging.WARNING
-                    logger.log(level, "%s %s answered %s: %s", request.method, request.path, problem.status, exc)
+                    logger.log(level, "%s %s answered %s: %s", request.method, request.path, problem.status, str(exc))
                 return renderer(request, problem)
 
         return wrapper

@@ -22,7 +22,7 @@ from oauth_integration.exceptions import (
 )
 from oauth_integration.models import ConnectionEvent, FailureReason, OAuthToken
 from tests.conftest import KLAVIYO, TOKEN_URL, token_body
-from tests.fake_klaviyo import ScriptedServer
+from tests.wire_faults import ScriptedServer
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from oauth_integration import services
 from oauth_integration.exceptions import KlaviyoThrottled, KlaviyoUnavailable
 from oauth_integration.models import ConnectionStatus, FailureReason, OAuthToken
-from tests.fake_klaviyo import ScriptedServer
+from tests.wire_faults import ScriptedServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -99,7 +99,7 @@ def _fetch_account(access_token: str) -> tuple[str, str]:
     try:
         body = klaviyo.get("/api/accounts", access_token=access_token)
     except KlaviyoError as exc:
-        logger.warning("Could not read the Klaviyo account after connecting: %s", exc)
+        logger.warning("Could not read the Klaviyo account after connecting: %s", str(exc))
         return "", ""
     return account_id_and_name(body)
 
@@ -131,7 +131,7 @@ def disconnect(*, customer_identifier: str) -> Disconnected:
             logger.warning(
                 "Revoking the token of %s at Klaviyo failed: %s",
                 customer_identifier,
-                exc,
+                str(exc),
                 extra={"customer_identifier": customer_identifier},
             )
     if failure:

@@ -215,7 +215,7 @@ def _release_after_failure(
         logger.warning(
             "Refreshing the Klaviyo token of %s failed: %s (%s)",
             customer,
-            exc,
+            str(exc),  # the text, not the exception: a kept record must not keep its response open
             reason.label,
             extra={"customer_identifier": customer},
         )

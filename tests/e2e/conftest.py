@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
-from oauth_integration.klaviyo import shared_session
+from oauth_integration.klaviyo import close_sessions
 
 # Playwright's sync API keeps an asyncio event loop running in the main thread, where
 # Django then refuses ORM calls (SynchronousOnlyOperation). This is Django's documented
@@ -76,7 +76,6 @@ def sandbox_site(live_server, settings) -> Iterator[str]:
     settings.KLAVIYO_REDIRECT_URL = f"{url}/authorize"
     settings.KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME = 3600
     settings.KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS = False
-    settings.KLAVIYO_SANDBOX_RATE_LIMIT = 600
     settings.KLAVIYO_SANDBOX_API_FAILURE_RATE = 0.0
     settings.KLAVIYO_SANDBOX_FAIL_REFRESHES = 0
     settings.SESSION_COOKIE_SECURE = False
@@ -84,7 +83,7 @@ def sandbox_site(live_server, settings) -> Iterator[str]:
     yield url
     # Drop the integration's kept-alive connections to the sandbox, so the server threads
     # serving them end and release their database connections.
-    shared_session().close()
+    close_sessions()
 
 
 @pytest.fixture

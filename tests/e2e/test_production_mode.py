@@ -21,7 +21,7 @@ from django.db import connection
 from playwright.sync_api import expect
 
 from klaviyo_sandbox.accounts import profiles_of
-from oauth_integration.klaviyo import shared_session
+from oauth_integration.klaviyo import close_sessions
 from oauth_integration.links import build_start_link
 from oauth_integration.models import OAuthToken, PkceCode
 from tests.conftest import TEST_KEY
@@ -74,7 +74,7 @@ def klaviyo_elsewhere(live_server, tmp_path) -> Iterator[str]:
                 time.sleep(0.2)
         yield f"http://localhost:{port}"
     finally:
-        shared_session().close()
+        close_sessions()
         server.terminate()
         server.wait(timeout=10)
 

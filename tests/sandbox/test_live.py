@@ -11,7 +11,7 @@ from django.utils import timezone
 from klaviyo_sandbox.accounts import profiles_of
 from klaviyo_sandbox.models import AccessToken, Grant
 from oauth_integration import services
-from oauth_integration.klaviyo import page_cursor, shared_session
+from oauth_integration.klaviyo import close_sessions, page_cursor
 from oauth_integration.models import ConnectionEvent, OAuthToken
 
 CUSTOMER = "live-shop"
@@ -30,7 +30,7 @@ def sandbox(live_server, settings):
     yield live_server
     # Drop the client's kept-alive connections, so the server threads serving them end
     # and release their database connections before the test database is dropped.
-    shared_session().close()
+    close_sessions()
 
 
 def allow_in_sandbox(authorize_url, account):
