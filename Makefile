@@ -51,9 +51,13 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Benchmarks against a local fake Klaviyo (bench/README.md); PostgreSQL when DATABASE_URL names one.
+# Benchmarks against a local fake Klaviyo, and the Node example side by side when node is
+# installed (bench/README.md); PostgreSQL when DATABASE_URL names one. Options through
+# BENCH_ARGS, e.g. make bench BENCH_ARGS="--only compare".
+BENCH_ARGS ?=
+
 bench: $(VENV)/.installed
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles test-artifacts .pytest_cache .ruff_cache

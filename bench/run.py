@@ -15,6 +15,7 @@ import os
 import signal
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from bench import compare, processes, sandbox, scale, scenarios, seed, wrk
@@ -128,6 +129,8 @@ def run(bench: Bench, db_label: str) -> None:
     from django.db import connection
 
     logging.getLogger("oauth_integration").setLevel(logging.WARNING)  # keep this console quiet
+    # The in-process Django client builds WhiteNoise, which notes that collectstatic has not run.
+    warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
     parts, args = bench.args.parts, bench.args
     step(f"migrating {db_label}")
     call_command("migrate", verbosity=0, interactive=False)

@@ -78,9 +78,17 @@ def concurrent(count: int, fn: Callable[[], object]) -> tuple[list[str], float]:
     return outcomes, time.perf_counter() - started
 
 
-def single_flight(upstream_port: int, expire: Callable[[], None], call: Callable[[], object]) -> dict[str, Any]:
-    """Expire a token, send ``SINGLE_FLIGHT_CALLERS`` concurrent calls; the upstream's refresh count and outcomes."""
-    upstream_call(upstream_port, "POST", f"/_config?refresh_delay={SINGLE_FLIGHT_REFRESH_DELAY}")
+def single_flight(
+    upstream_port: int,
+    expire: Callable[[], None],
+    call: Callable[[], object],
+    delay: float = SINGLE_FLIGHT_REFRESH_DELAY,
+) -> dict[str, Any]:
+    """Expire a token, send ``SINGLE_FLIGHT_CALLERS`` concurrent calls; the upstream's refresh count and outcomes.
+
+    The fake answers refreshes after ``delay`` seconds, which widens the race.
+    """
+    upstream_call(upstream_port, "POST", f"/_config?refresh_delay={delay}")
     try:
         expire()
         upstream_call(upstream_port, "POST", "/_reset")
