@@ -16,7 +16,9 @@ import os
 import platform
 import secrets
 import shutil
+import statistics
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ from pathlib import Path
 from bench import http1, loadgen, processes, seed, wrk
 from bench.context import SINGLE_FLIGHT_CALLERS, Bench
 from bench.processes import HOST, ROOT, Server, upstream_call
-from bench.report import mib, ms, per_s, ratio, shares, step
+from bench.report import mib, ms, per_s, shares, step
 from bench.scenarios import single_flight
 
 EXAMPLE = ROOT / "bench" / "node-example"
@@ -36,14 +38,18 @@ REFRESH_DELAY = 0.5
 
 @dataclass(frozen=True)
 class Side:
-    """One side's figures: the load, the CPU its processes spent, peak RSS, and the correctness runs."""
+    """One side's figures in one round: the load, the CPU its processes spent, peak RSS, the checks."""
 
     load: loadgen.LoadResult
     cpu: list[float]  # CPU seconds of each serving process in the measured phase (gunicorn: master first)
     peak_kib: int
     body_bytes: int
-    refreshes: int  # refresh grants the upstream saw for 20 concurrent calls on an expired token
-    rotated_failures: int  # of 20 such calls, those that failed while the upstream rotates refresh tokens
+    refreshes: int | None  # refresh grants the upstream saw for 20 concurrent calls on an expired token
+    rotated_failures: int | None  # of 20 such calls, those that failed while the upstream rotates refresh tokens
+
+    @property
+    def cpu_per_request(self) -> float:
+        return sum(self.cpu) / max(1, self.load.requests)
 
 
 def install(bench: Bench) -> tuple[Path | None, str]:
@@ -117,9 +123,10 @@ def measure(
     server: Server,
     headers: dict[str, str],
     customers: list[str],
-    expire: Callable[[str], None],
+    target: str,
+    expire: Callable[[str], None] | None,
 ) -> Side:
-    """Load ``/profiles`` on a started server, read its peak RSS, then run the two correctness checks."""
+    """Load ``/profiles`` for ``customers`` and read peak RSS; then, given ``expire``, the checks on ``target``."""
     paths = [f"/profiles/{cid}" for cid in customers]
     answer = processes.get(server.port, paths[0], headers)
     if answer.status != 200:
@@ -127,8 +134,10 @@ def measure(
     pids = server.pids()
     load, cpu = drive(bench, server.port, paths, headers, pids)
     peak = sum(processes.memory_kib(pid) for pid in pids)
+    if expire is None:
+        return Side(load, cpu, peak, len(answer.body), None, None)
     up = bench.upstream.port
-    target = customers[-1]
+    time.sleep(1)  # requests still in flight when the load stopped finish first
 
     def call() -> int:
         return processes.get(server.port, f"/profiles/{target}", headers).status
@@ -147,6 +156,7 @@ def node_server(bench: Bench, folder: Path, customers: list[str]) -> Iterator[tu
     """The Node example against the fake, its SQLite file seeded with ``customers``."""
     key = secrets.token_hex(32)
     database = bench.tmp / "node.db"
+    database.unlink(missing_ok=True)  # a fresh file each round
     port = processes.free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -166,9 +176,9 @@ def node_server(bench: Bench, folder: Path, customers: list[str]) -> Iterator[tu
         yield server, lambda cid: seed.node_expire(database, cid)
 
 
-def run(bench: Bench, customers: list[str]) -> None:
-    """The comparison; ``customers`` are connected in our database already."""
-    args, table = bench.args, bench.compare
+def run(bench: Bench, customers: list[str], target: str) -> None:
+    """The comparison: load over ``customers``, checks on ``target``; all connected in our database already."""
+    args = bench.args
     step("the Node example side by side")
     folder, about = install(bench)
     if folder is None:
@@ -185,51 +195,72 @@ def run(bench: Bench, customers: list[str]) -> None:
         f"Node comparison: {about}; load {generator}, {args.compare_seconds:g} s after a {args.compare_warmup:g} s "
         f"warm-up, {len(customers)} connected customers; ours {bench.serving.describe()}, staff session cookie"
     )
-    step(f"ours: /profiles through {bench.serving.describe()}")
-    port = processes.free_port()
-    with processes.gunicorn(bench.env, port, bench.serving, bench.logs / "compare-gunicorn.log") as server:
-        ours = measure(bench, server, {"Cookie": bench.session_cookie}, customers, seed.expire)
-    step("the Node example: /profiles")
-    with node_server(bench, folder, customers) as (server, expire):
-        node = measure(bench, server, {}, customers, expire)
+    rounds = args.compare_rounds
+    ours: list[Side] = []
+    node: list[Side] = []
+    for number in range(rounds):
+        of = f" (round {number + 1} of {rounds})" if rounds > 1 else ""
+        step(f"ours: /profiles through {bench.serving.describe()}{of}")
+        port = processes.free_port()
+        with processes.gunicorn(bench.env, port, bench.serving, bench.logs / "compare-gunicorn.log") as server:
+            cookie = {"Cookie": bench.session_cookie}
+            ours.append(measure(bench, server, cookie, customers, target, seed.expire if not number else None))
+        step(f"the Node example: /profiles{of}")
+        with node_server(bench, folder, [*customers, target]) as (server, expire):
+            node.append(measure(bench, server, {}, customers, target, expire if not number else None))
+    report(bench, ours, node)
 
-    def failures(side: Side) -> str:
-        return f" ({side.load.failures:,} failed)" if side.load.failures else ""
 
-    rate = f"{per_s(ours.load.rate)}{failures(ours)}", f"{per_s(node.load.rate)}{failures(node)}"
+def spread(values: list[float], unit: Callable[[float], str]) -> str:
+    """The median, and the range when there are several values."""
+    middle = unit(statistics.median(values))
+    return middle if len(values) == 1 else f"{middle} ({unit(min(values))} to {unit(max(values))})"
+
+
+def report(bench: Bench, ours: list[Side], node: list[Side]) -> None:
+    """The side-by-side rows: medians over the rounds (with their range), checks from the first round."""
+    table = bench.compare
+    for measurement, figure, unit in (
+        ("GET /profiles/<customer> req/s", lambda side: side.load.rate, per_s),
+        ("  p50", lambda side: side.load.p50, ms),
+        ("  p99", lambda side: side.load.p99, ms),
+        ("  CPU per request, all serving processes", lambda side: side.cpu_per_request, ms),
+        (
+            f"peak RSS, sum of VmHWM (ours: master + {bench.serving.workers} workers; Node: one process)",
+            lambda side: side.peak_kib,
+            mib,
+        ),
+    ):
+        mine, theirs = [figure(side) for side in ours], [figure(side) for side in node]
+        ratios = [a / b for a, b in zip(mine, theirs, strict=True) if b]
+        table.add(
+            measurement=measurement,
+            ours=spread(mine, unit),
+            node=spread(theirs, unit),
+            ratio=spread(ratios, lambda value: f"{value:.2f}x") if ratios else "n/a",
+        )
+    failed = [(side.load.failures, other.load.failures) for side, other in zip(ours, node, strict=True)]
+    if any(a or b for a, b in failed):
+        table.add(
+            measurement="  failed requests under load", ours=sum(a for a, _ in failed), node=sum(b for _, b in failed)
+        )
     table.add(
-        measurement="GET /profiles/<customer> req/s",
-        ours=rate[0],
-        node=rate[1],
-        ratio=ratio(ours.load.rate, node.load.rate),
+        measurement="  share of our CPU per gunicorn worker",
+        ours="; ".join(shares(side.cpu[1:]) for side in ours),
+        node="one process",
     )
-    for name in ("p50", "p99"):
-        mine, theirs = getattr(ours.load, name), getattr(node.load, name)
-        table.add(measurement=f"  {name}", ours=ms(mine), node=ms(theirs), ratio=ratio(mine, theirs))
-    mine, theirs = sum(ours.cpu) / max(1, ours.load.requests), sum(node.cpu) / max(1, node.load.requests)
     table.add(
-        measurement="  CPU per request, all serving processes",
-        ours=ms(mine),
-        node=ms(theirs),
-        ratio=ratio(mine, theirs),
-    )
-    table.add(measurement="  share of that CPU per gunicorn worker", ours=shares(ours.cpu[1:]), node="one process")
-    table.add(
-        measurement="peak RSS of the serving processes (sum of VmHWM)",
-        ours=f"{mib(ours.peak_kib)} (master + {bench.serving.workers} workers)",
-        node=f"{mib(node.peak_kib)} (one process)",
-        ratio=ratio(ours.peak_kib, node.peak_kib),
-    )
-    table.add(
-        measurement="response body of one page", ours=f"{ours.body_bytes:,} bytes", node=f"{node.body_bytes:,} bytes"
+        measurement="response body of one page",
+        ours=f"{ours[0].body_bytes:,} bytes",
+        node=f"{node[0].body_bytes:,} bytes",
     )
     table.add(
         measurement=f"refresh grants for {SINGLE_FLIGHT_CALLERS} concurrent calls on an expired token",
-        ours=ours.refreshes,
-        node=node.refreshes,
+        ours=ours[0].refreshes,
+        node=node[0].refreshes,
     )
     table.add(
         measurement=f"  failed calls of those {SINGLE_FLIGHT_CALLERS} when the upstream rotates refresh tokens",
-        ours=ours.rotated_failures,
-        node=node.rotated_failures,
+        ours=ours[0].rotated_failures,
+        node=node[0].rotated_failures,
     )

@@ -56,6 +56,9 @@ def parse_args() -> argparse.Namespace:
     node.add_argument("--compare-warmup", type=float, default=3.0, help="warm-up seconds per side")
     node.add_argument("--compare-connections", type=int, default=16, help="client connections")
     node.add_argument("--compare-customers", type=int, default=50, help="connected customers on each side")
+    node.add_argument(
+        "--compare-rounds", type=int, default=1, help="alternate the two sides this many times; medians are reported"
+    )
     args = parser.parse_args()
     args.parts = [part.strip() for part in args.only.split(",") if part.strip()]
     unknown = set(args.parts) - set(PARTS)
@@ -142,7 +145,8 @@ def run(bench: Bench, db_label: str) -> None:
         f"serving: {bench.serving.describe()}, as make serve (klaviyo_site/gunicorn.conf.py); DEBUG off",
     ]
     main_parts = {"calls", "scale", "crypto"} & set(parts)
-    working = WORKING_SET + 1 if main_parts else args.compare_customers
+    # The per-call load's customers and one more for single-flight; the comparison's, and one more for its checks.
+    working = max(WORKING_SET + 1 if main_parts else 0, args.compare_customers + 1 if "compare" in parts else 0)
     step(f"seeding {working:,} connected customers")
     seed.connections(0, working, first_due=working)
     bench.customers = [seed.customer(n) for n in range(min(working, WORKING_SET))]
@@ -155,7 +159,8 @@ def run(bench: Bench, db_label: str) -> None:
             "operation; steadier than wall time when the machine is shared",
         ]
     if "compare" in parts:
-        compare.run(bench, bench.customers[: args.compare_customers])
+        customers = [seed.customer(n) for n in range(args.compare_customers)]
+        compare.run(bench, customers, seed.customer(args.compare_customers))
     if "sandbox" in parts:
         sandbox.run(bench)
     if "calls" in parts:
