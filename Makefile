@@ -37,25 +37,27 @@ test: $(VENV)/.installed
 
 # Production serving: gunicorn (behind a TLS-terminating proxy), static files by WhiteNoise.
 # Configure through the environment (or .env): DEBUG off, SECRET_KEY, TOKEN_ENCRYPTION_KEY,
-# KLAVIYO_CLIENT_ID/SECRET, ALLOWED_HOSTS, DATABASE_URL. Override WEB_CONCURRENCY (worker
-# processes), GUNICORN_THREADS (threads each) and BIND as needed.
-WEB_CONCURRENCY ?= 2
-GUNICORN_THREADS ?= 4
+# KLAVIYO_CLIENT_ID/SECRET, ALLOWED_HOSTS, DATABASE_URL. Worker processes, threads and the
+# worker class come from WEB_CONCURRENCY, GUNICORN_THREADS and GUNICORN_WORKER_CLASS, read by
+# klaviyo_site/gunicorn.conf.py (defaults 2, 4, gthread; the bench serves the same way).
 BIND ?= 127.0.0.1:$(PORT)
 
 serve: $(VENV)/.installed
 	$(PY) manage.py collectstatic --no-input --verbosity 0
 	$(PY) manage.py migrate --no-input
-	$(VENV)/bin/gunicorn klaviyo_site.wsgi --config klaviyo_site/gunicorn.conf.py \
-		--workers $(WEB_CONCURRENCY) --threads $(GUNICORN_THREADS) --bind $(BIND)
+	$(VENV)/bin/gunicorn klaviyo_site.wsgi --config klaviyo_site/gunicorn.conf.py --bind $(BIND)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Benchmarks against a local fake Klaviyo (bench/README.md); PostgreSQL when DATABASE_URL names one.
+# Benchmarks against a local fake Klaviyo, and the Node example side by side when node is
+# installed (bench/README.md); PostgreSQL when DATABASE_URL names one. Options through
+# BENCH_ARGS, e.g. make bench BENCH_ARGS="--only compare".
+BENCH_ARGS ?=
+
 bench: $(VENV)/.installed
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles test-artifacts .pytest_cache .ruff_cache

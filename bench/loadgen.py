@@ -1,49 +1,72 @@
-"""A small closed-loop HTTP/1.1 load generator: several processes, raw sockets, keep-alive.
+"""A small closed-loop HTTP/1.1 load generator: one process per connection, raw sockets, keep-alive.
 
-Each process owns one connection and sends its requests one after another (a fixed
-number, after a warm-up), reconnecting whenever the server closes the connection (gunicorn's
-sync workers close after every response; the reconnect is counted in that request's
-latency). Requests are prepared bytes and responses are parsed just enough to find their
-end, so one process drives well over ten thousand requests a second: the generator is
-not the bottleneck (the fake upstream row of the table shows it).
+Each process owns one connection and sends its requests one after another, either a fixed
+number or for a fixed time, after a warm-up (a number of requests or seconds); the
+measured phase starts for every connection at once. It reconnects whenever the server
+closes the connection, counting the reconnect in that request's latency. Requests are
+prepared bytes and responses are framed by ``bench/http1.py``, so one process drives
+well over ten thousand requests a second: the generator is not the bottleneck (the fake
+upstream rows of the table show it).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.synchronize
 import queue
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from bench import http1
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadResult:
     requests: int
     errors: int
     seconds: float
-    latencies: list[float]
-    statuses: dict[int, int]
+    p50: float
+    p99: float
+    statuses: dict[int, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
-    def percentile(self, fraction: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+    @property
+    def failures(self) -> int:
+        """Transport errors plus answers other than 200."""
+        return self.errors + sum(n for status, n in self.statuses.items() if status != 200)
+
+    @classmethod
+    def of(
+        cls, latencies: list[float], seconds: float, errors: int = 0, statuses: dict[int, int] | None = None
+    ) -> LoadResult:
+        ordered = sorted(latencies)
+
+        def percentile(fraction: float) -> float:
+            if not ordered:
+                return float("nan")
+            return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+        return cls(len(ordered), errors, seconds, percentile(0.5), percentile(0.99), statuses or {})
 
 
-def build_request(host: str, port: int, path: str, headers: dict[str, str] | None = None) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+@dataclass(frozen=True)
+class Budget:
+    """How long each connection warms up and then is measured: requests, or seconds when ``timed``."""
+
+    warmup: float
+    measure: float
+    timed: bool = False
+
+    def running(self, phase: float, started: float, done: int) -> bool:
+        return time.monotonic() - started < phase if self.timed else done < phase
 
 
 class Connection:
@@ -54,90 +77,83 @@ class Connection:
         self.sock: socket.socket | None = None
         self.buffer = b""
 
-    def open(self) -> None:
-        self.sock = socket.create_connection(self.address, timeout=CONNECT_TIMEOUT)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.settimeout(READ_TIMEOUT)
-        self.buffer = b""
-
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
 
-    def request(self, data: bytes) -> tuple[int, bytes]:
-        """Send one request; return (status, body). Retries once on a stale keep-alive connection."""
+    def request(self, data: bytes) -> http1.Message:
+        """Send one request and read its response. Retries once on a stale keep-alive connection."""
         for attempt in (1, 2):
             if self.sock is None:
-                self.open()
+                self.sock = socket.create_connection(self.address, timeout=CONNECT_TIMEOUT)
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.sock.settimeout(READ_TIMEOUT)
+                self.buffer = b""
             try:
-                self.sock.sendall(data)  # type: ignore[union-attr]
-                return self._read_response()
+                self.sock.sendall(data)
+                return self._response()
             except (ConnectionError, EOFError):
                 self.close()
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    def _recv(self) -> None:
-        chunk = self.sock.recv(262144)  # type: ignore[union-attr]
-        if not chunk:
-            raise EOFError("server closed the connection")
-        self.buffer += chunk
-
-    def _read_response(self) -> tuple[int, bytes]:
-        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
-            self._recv()
-        head = self.buffer[:end].split(b"\r\n")
-        status = int(head[0].split(b" ", 2)[1])
-        length = 0
-        close = False
-        for line in head[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"connection" and value.strip().lower() == b"close":
-                close = True
-        while len(self.buffer) < end + 4 + length:
-            self._recv()
-        body = self.buffer[end + 4 : end + 4 + length]
-        self.buffer = self.buffer[end + 4 + length :]
-        if close:
+    def _response(self) -> http1.Message:
+        while (parsed := http1.parse(self.buffer)) is None:
+            chunk = self.sock.recv(262144)  # type: ignore[union-attr]
+            if not chunk:
+                raise EOFError("server closed the connection")
+            self.buffer += chunk
+        message, used = parsed
+        self.buffer = self.buffer[used:]
+        if message.close:
             self.close()
-        return status, body
+        return message
+
+
+def fetch(host: str, port: int, data: bytes) -> http1.Message:
+    """One request on a connection of its own."""
+    connection = Connection(host, port)
+    try:
+        return connection.request(data)
+    finally:
+        connection.close()
 
 
 def _worker(
     host: str,
     port: int,
     requests: list[bytes],
-    warmup: int,
-    count: int,
+    budget: Budget,
     offset: int,
     barrier: multiprocessing.synchronize.Barrier,
     results: multiprocessing.Queue,
 ) -> None:
     connection = Connection(host, port)
-    errors = 0
-    statuses: dict[int, int] = {}
-    for i in range(warmup):
-        connection.request(requests[(offset + i) % len(requests)])
+    sent = 0
+    started = time.monotonic()
+    while budget.running(budget.warmup, started, sent):
+        connection.request(requests[(offset + sent) % len(requests)])
+        sent += 1
     barrier.wait(timeout=120)
+    errors, done = 0, 0
+    statuses: dict[int, int] = {}
     latencies: list[float] = []
-    started = time.perf_counter()
-    for i in range(count):
-        data = requests[(offset + warmup + i) % len(requests)]
+    started = time.monotonic()
+    while budget.running(budget.measure, started, done):
+        data = requests[(offset + sent + done) % len(requests)]
+        done += 1
         t0 = time.perf_counter()
         try:
-            status, _ = connection.request(data)
+            status = connection.request(data).status
         except (OSError, EOFError, ValueError):
             errors += 1
             connection.close()
             continue
         latencies.append(time.perf_counter() - t0)
         statuses[status] = statuses.get(status, 0) + 1
-    finished = time.perf_counter()
+    finished = time.monotonic()
     connection.close()
     results.put((started, finished, latencies, errors, statuses))
 
@@ -147,56 +163,56 @@ def run(
     port: int,
     requests: list[bytes],
     *,
-    total: int,
+    budget: Budget,
     concurrency: int,
-    warmup: int = 50,
     on_start: Callable[[], object] | None = None,
 ) -> LoadResult:
-    """Send ``total`` requests over ``concurrency`` connections, each in its own process.
+    """Drive ``concurrency`` connections, each in its own process, for ``budget``.
 
-    ``on_start`` is called once every connection has finished its warm-up.
+    A count budget is shared out among the connections. ``on_start`` is called once every
+    connection has finished its warm-up, as the measured phase starts.
     """
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(concurrency + 1)
     results = context.Queue()
-    per_worker = [total // concurrency + (1 if i < total % concurrency else 0) for i in range(concurrency)]
+    shares = [budget] * concurrency
+    if not budget.timed:
+        total = int(budget.measure)
+        shares = [
+            Budget(budget.warmup, total // concurrency + (1 if i < total % concurrency else 0))
+            for i in range(concurrency)
+        ]
     processes = [
-        context.Process(
-            target=_worker,
-            args=(host, port, requests, warmup, n, i * 7919, barrier, results),
-            daemon=True,
-        )
-        for i, n in enumerate(per_worker)
+        context.Process(target=_worker, args=(host, port, requests, share, i * 7919, barrier, results), daemon=True)
+        for i, share in enumerate(shares)
     ]
     for process in processes:
         process.start()
-    barrier.wait(timeout=120)
-    if on_start is not None:
-        on_start()
-    collected = []
-    deadline = time.monotonic() + 600
-    while len(collected) < len(processes):
-        try:
-            collected.append(results.get(timeout=1))
-        except queue.Empty:
-            failed = [p for p in processes if p.exitcode not in (None, 0)]
-            if failed or time.monotonic() > deadline:
-                for process in processes:
-                    process.kill()
-                raise RuntimeError("a load generator process failed or timed out") from None
-    for process in processes:
-        process.join(timeout=30)
-    latencies = [latency for _, _, worker_latencies, _, _ in collected for latency in worker_latencies]
+    finished = False
+    try:
+        barrier.wait(timeout=120)
+        if on_start is not None:
+            on_start()
+        collected = []
+        deadline = time.monotonic() + 600
+        while len(collected) < len(processes):
+            try:
+                collected.append(results.get(timeout=1))
+            except queue.Empty:
+                if any(p.exitcode not in (None, 0) for p in processes) or time.monotonic() > deadline:
+                    raise RuntimeError("a load generator process failed or timed out") from None
+        finished = True
+    finally:
+        for process in processes:
+            if finished:
+                process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+                process.join()
     statuses: dict[int, int] = {}
     for *_, worker_statuses in collected:
         for status, n in worker_statuses.items():
             statuses[status] = statuses.get(status, 0) + n
-    started = min(c[0] for c in collected)
-    finished = max(c[1] for c in collected)
-    return LoadResult(
-        requests=len(latencies),
-        errors=sum(c[3] for c in collected),
-        seconds=finished - started,
-        latencies=latencies,
-        statuses=statuses,
-    )
+    latencies = [latency for c in collected for latency in c[2]]
+    seconds = max(c[1] for c in collected) - min(c[0] for c in collected)
+    return LoadResult.of(latencies, seconds, sum(c[3] for c in collected), statuses)

@@ -1,21 +1,23 @@
 """A fast imitation of Klaviyo's token endpoint and profiles API, for benchmarks.
 
-One process, one asyncio event loop, a hand-written HTTP/1.1 parser on
-``asyncio.Protocol`` (no ``http.server``): keep-alive, ``Content-Length`` bodies only.
-Responses are built once at start-up, so the server costs a few tens of microseconds per
-request and is never what limits a benchmark (``python -m bench`` measures it directly).
+One process, one asyncio event loop, ``asyncio.Protocol`` with the bench's own HTTP/1.1
+parser (``bench/http1.py``), keep-alive. The default first page is built once at start-up
+and other pages are cached, so the server costs a few tens of microseconds per request
+and is never what limits a benchmark (``python -m bench`` measures it directly).
 
 Endpoints:
 
-* ``GET /api/profiles``: a page of 20 realistic profiles (about 20 KB of JSON:API) for
-  any ``Authorization: Bearer at-...``; 401 otherwise.
+* ``GET /api/profiles``: a page of realistic profiles (about 1 KB of JSON:API each) for any
+  ``Authorization: Bearer at-...``; 401 otherwise. ``page[size]`` 1-100 (default 20) and
+  ``page[cursor]``; ``links.next`` is the full URL of the next page, ``null`` on the last.
 * ``GET /api/accounts``: one account.
 * ``POST /oauth/token`` (``grant_type=refresh_token``, refresh token ``rt-...``): a new
-  access token of JWT length (about 500 characters); the refresh token is kept.
-* ``POST /oauth/revoke``: 200.
-* ``GET /_stats``: counters (requests by kind, connections accepted) as JSON. ``POST /_reset``: zero them.
-  ``POST /_config?refresh_delay=SECONDS``: delay every refresh answer (without blocking
-  other requests).
+  access token of JWT length (about 500 characters). The refresh token is kept, or with
+  rotation on replaced by a new one, the old one then answering ``invalid_grant``.
+* ``POST /oauth/revoke``: 200; a revoked refresh token answers ``invalid_grant`` afterwards.
+* ``GET /_stats``: counters and settings as JSON. ``POST /_reset``: zero the counters.
+  ``POST /_config`` with any of ``refresh_delay=SECONDS`` (delay every refresh answer,
+  without blocking other requests), ``profiles_total=N`` (default 1,000) and ``rotate=0|1``.
 
 Run: ``python -m bench.upstream [--port N]``; prints ``listening on PORT`` when ready.
 """
@@ -24,23 +26,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import json
 import os
 import secrets
 import signal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
-MAX_HEADER_BYTES = 64 * 1024
+from bench import http1
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+DEFAULT_PROFILES_TOTAL = 1000
+PAGE_CACHE_SIZE = 512
+API = b"application/vnd.api+json"
 
 
-def _profile(number: int) -> dict[str, object]:
-    pid = f"01J{number:023d}"
+def _profile(pid: str, number: str, phone: str) -> dict[str, object]:
     return {
         "type": "profile",
         "id": pid,
         "attributes": {
             "email": f"customer{number}@example.com",
-            "phone_number": f"+1555{number:07d}",
+            "phone_number": phone,
             "external_id": f"ext-{number}",
             "first_name": "Ada",
             "last_name": "Lovelace",
@@ -73,71 +82,165 @@ def _profile(number: int) -> dict[str, object]:
     }
 
 
-PROFILES_PAGE = json.dumps(
-    {
-        "data": [_profile(n) for n in range(20)],
-        "links": {
-            "self": "https://a.klaviyo.com/api/profiles",
-            "next": "https://a.klaviyo.com/api/profiles?page%5Bcursor%5D=bmV4dDo6aWQ6OjE",
-            "prev": None,
-        },
-    },
-    separators=(",", ":"),
-).encode()
-ACCOUNTS = json.dumps(
-    {
-        "data": [
-            {"type": "account", "id": "BENCH1", "attributes": {"contact_information": {"organization_name": "Bench"}}}
-        ]
+# One profile's JSON with %-placeholders: a page is a join of formatted copies, no json.dumps per request.
+PROFILE_TEMPLATE = json.dumps(_profile("%(pid)s", "%(n)s", "%(phone)s"), separators=(",", ":")).encode()
+
+
+def profile_json(number: int) -> bytes:
+    return PROFILE_TEMPLATE % {
+        b"pid": b"01J%023d" % number,
+        b"n": b"%d" % number,
+        b"phone": b"+1555%07d" % number,
     }
-).encode()
-UNAUTHORIZED = b'{"errors":[{"status":401,"code":"authentication_failed","title":"Incorrect authentication."}]}'
-NOT_FOUND = b'{"errors":[{"status":404,"code":"not_found","title":"Not found."}]}'
-INVALID_GRANT = b'{"error":"invalid_grant"}'
-UNSUPPORTED = b'{"error":"unsupported_grant_type"}'
-REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found"}
 
 
-def response(status: int, body: bytes, content_type: bytes = b"application/vnd.api+json") -> bytes:
-    return (
-        b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
-        % (status, REASONS[status], content_type, len(body))
-        + body
-    )
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(b"offset:%d" % offset).decode().rstrip("=")
 
 
-PROFILES_RESPONSE = response(200, PROFILES_PAGE)
-ACCOUNTS_RESPONSE = response(200, ACCOUNTS)
-UNAUTHORIZED_RESPONSE = response(401, UNAUTHORIZED)
-NOT_FOUND_RESPONSE = response(404, NOT_FOUND)
-EMPTY_OK = response(200, b"{}", b"application/json")
+def decode_cursor(cursor: str) -> int:
+    """The offset a cursor names; ValueError when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("malformed cursor") from exc
+    prefix, _, number = raw.partition(b":")
+    if prefix != b"offset" or not number.isdigit():
+        raise ValueError("malformed cursor")
+    return int(number)
+
+
+def api_error(status: int, code: str, title: str) -> bytes:
+    body = json.dumps({"errors": [{"status": status, "code": code, "title": title}]}).encode()
+    return http1.response(status, body, API)
+
+
+ACCOUNTS_RESPONSE = http1.response(
+    200,
+    json.dumps(
+        {
+            "data": [
+                {
+                    "type": "account",
+                    "id": "BENCH1",
+                    "attributes": {"contact_information": {"organization_name": "Bench"}},
+                }
+            ]
+        }
+    ).encode(),
+    API,
+)
+UNAUTHORIZED_RESPONSE = api_error(401, "authentication_failed", "Incorrect authentication.")
+NOT_FOUND_RESPONSE = api_error(404, "not_found", "Not found.")
+INVALID_GRANT_RESPONSE = http1.response(400, b'{"error":"invalid_grant"}')
+UNSUPPORTED_RESPONSE = http1.response(400, b'{"error":"unsupported_grant_type"}')
+EMPTY_OK = http1.response(200, b"{}")
 
 
 class State:
-    def __init__(self) -> None:
+    """Counters and settings shared by every connection of the one event loop."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
         self.refresh_delay = 0.0
+        self.profiles_total = DEFAULT_PROFILES_TOTAL
+        self.rotate = False
+        self.revoked: set[str] = set()  # refresh tokens replaced by rotation or revoked
+        self.pages: dict[tuple[bytes, int, int, bool], bytes] = {}
         self.reset()
 
     def reset(self) -> None:
         self.refresh_requests = 0
+        self.refresh_rejected = 0
         self.api_requests = 0
         self.other_requests = 0
         self.connections = 0
 
+    def configure(self, query: dict[str, list[str]]) -> None:
+        if "refresh_delay" in query:
+            self.refresh_delay = max(0.0, float(query["refresh_delay"][0]))
+        if "profiles_total" in query:
+            self.profiles_total = max(0, int(query["profiles_total"][0]))
+            self.pages.clear()
+        if "rotate" in query:
+            self.rotate = query["rotate"][0].lower() in ("1", "true", "on", "yes")
+
     def stats(self) -> bytes:
         body = {
             "refresh_requests": self.refresh_requests,
+            "refresh_rejected": self.refresh_rejected,
             "api_requests": self.api_requests,
             "other_requests": self.other_requests,
             "connections": self.connections,
             "refresh_delay": self.refresh_delay,
+            "profiles_total": self.profiles_total,
+            "rotate": self.rotate,
         }
-        return response(200, json.dumps(body).encode(), b"application/json")
+        return http1.response(200, json.dumps(body).encode())
 
+    def profiles(self, host: bytes, query: str) -> bytes:
+        params = parse_qs(query)
+        sized = "page[size]" in params
+        try:
+            size = int(params["page[size]"][0]) if sized else DEFAULT_PAGE_SIZE
+            offset = decode_cursor(params["page[cursor]"][0]) if "page[cursor]" in params else 0
+        except ValueError:
+            return api_error(400, "invalid", "Invalid page[size] or page[cursor].")
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            return api_error(400, "invalid", f"page[size] must be between 1 and {MAX_PAGE_SIZE}.")
+        key = (host, offset, size, sized)
+        page = self.pages.get(key)
+        if page is None:
+            if len(self.pages) >= PAGE_CACHE_SIZE:
+                self.pages.clear()
+            page = self.pages[key] = self.build_page(host.decode() or f"127.0.0.1:{self.port}", offset, size, sized)
+        return page
 
-def new_access_token() -> str:
-    # Klaviyo's access tokens are JWTs of about 500 characters.
-    return "at-" + secrets.token_urlsafe(375)
+    def build_page(self, host: str, offset: int, size: int, sized: bool) -> bytes:
+        stop = min(self.profiles_total, offset + size)
+        base = f"http://{host}/api/profiles"
+
+        def link(page_offset: int) -> str:
+            params = {"page[cursor]": encode_cursor(page_offset)} if page_offset else {}
+            if sized:
+                params["page[size]"] = str(size)
+            return f"{base}?{urlencode(params)}" if params else base
+
+        links = {"self": link(offset), "next": link(stop) if stop < self.profiles_total else None, "prev": None}
+        if offset:
+            links["prev"] = link(max(0, offset - size))
+        data = b",".join(profile_json(n) for n in range(offset, stop))
+        body = b'{"data":[%s],"links":%s}' % (data, json.dumps(links, separators=(",", ":")).encode())
+        return http1.response(200, body, API)
+
+    def token(self, body: bytes) -> bytes:
+        self.refresh_requests += 1
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if form.get("grant_type") != "refresh_token":
+            return UNSUPPORTED_RESPONSE
+        refresh_token = form.get("refresh_token", "")
+        if not refresh_token.startswith("rt-") or refresh_token in self.revoked:
+            self.refresh_rejected += 1
+            return INVALID_GRANT_RESPONSE
+        if self.rotate:
+            self.revoked.add(refresh_token)
+            refresh_token = "rt-" + secrets.token_urlsafe(48)
+        grant = {
+            # Klaviyo's access tokens are JWTs of about 500 characters.
+            "access_token": "at-" + secrets.token_urlsafe(375),
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "refresh_token": refresh_token,
+            "scope": "accounts:read profiles:read",
+        }
+        return http1.response(200, json.dumps(grant).encode())
+
+    def revoke(self, body: bytes) -> bytes:
+        self.other_requests += 1
+        token = parse_qs(body.decode()).get("token", [""])[0]
+        if token.startswith("rt-"):
+            self.revoked.add(token)
+        return EMPTY_OK
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -158,82 +261,50 @@ class HttpProtocol(asyncio.Protocol):
 
     def process(self) -> None:
         while self.buffer and not self.waiting:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buffer) > MAX_HEADER_BYTES:
-                    self.transport.close()  # type: ignore[union-attr]
+            try:
+                parsed = http1.parse(self.buffer)
+            except ValueError:
+                self.transport.close()  # type: ignore[union-attr]
                 return
-            head = self.buffer[:end].split(b"\r\n")
-            method, target, _ = head[0].split(b" ", 2)
-            length = 0
-            authorization = b""
-            close = False
-            for line in head[1:]:
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value)
-                elif name == b"authorization":
-                    authorization = value.strip()
-                elif name == b"connection":
-                    close = value.strip().lower() == b"close"
-            if len(self.buffer) < end + 4 + length:
+            if parsed is None:
                 return
-            body = self.buffer[end + 4 : end + 4 + length]
-            self.buffer = self.buffer[end + 4 + length :]
-            self.handle(method, target, authorization, body, close)
+            message, used = parsed
+            self.buffer = self.buffer[used:]
+            self.handle(message)
 
-    def handle(self, method: bytes, target: bytes, authorization: bytes, body: bytes, close: bool) -> None:
+    def handle(self, message: http1.Message) -> None:
         state = self.state
-        path = target.split(b"?", 1)[0]
-        if method == b"GET" and path == b"/api/profiles":
+        method, target, _ = message.start
+        path, _, query = target.partition(b"?")
+        close = message.close
+        if method == b"GET" and path in (b"/api/profiles", b"/api/accounts"):
             state.api_requests += 1
-            ok = authorization.startswith(b"Bearer at-")
-            self.send(PROFILES_RESPONSE if ok else UNAUTHORIZED_RESPONSE, close)
-        elif method == b"GET" and path == b"/api/accounts":
-            state.api_requests += 1
-            ok = authorization.startswith(b"Bearer at-")
-            self.send(ACCOUNTS_RESPONSE if ok else UNAUTHORIZED_RESPONSE, close)
+            if not message.headers.get(b"authorization", b"").startswith(b"Bearer at-"):
+                self.send(UNAUTHORIZED_RESPONSE, close)
+            elif path == b"/api/accounts":
+                self.send(ACCOUNTS_RESPONSE, close)
+            else:
+                self.send(state.profiles(message.headers.get(b"host", b""), query.decode()), close)
         elif method == b"POST" and path == b"/oauth/token":
-            state.refresh_requests += 1
-            answer = self.token(body)
+            answer = state.token(message.body)
             if state.refresh_delay > 0:
                 self.waiting = True
                 asyncio.get_running_loop().call_later(state.refresh_delay, self.send_delayed, answer, close)
             else:
                 self.send(answer, close)
         elif method == b"POST" and path == b"/oauth/revoke":
-            state.other_requests += 1
-            self.send(EMPTY_OK, close)
+            self.send(state.revoke(message.body), close)
         elif path == b"/_stats":
             self.send(state.stats(), close)
         elif method == b"POST" and path == b"/_reset":
             state.reset()
             self.send(state.stats(), close)
         elif method == b"POST" and path == b"/_config":
-            query = parse_qs(urlsplit(target.decode()).query)
-            state.refresh_delay = float(query.get("refresh_delay", ["0"])[0])
+            state.configure(parse_qs(urlsplit(target.decode()).query))
             self.send(state.stats(), close)
         else:
             state.other_requests += 1
             self.send(NOT_FOUND_RESPONSE, close)
-
-    @staticmethod
-    def token(body: bytes) -> bytes:
-        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        if form.get("grant_type") != "refresh_token":
-            return response(400, UNSUPPORTED, b"application/json")
-        refresh_token = form.get("refresh_token", "")
-        if not refresh_token.startswith("rt-"):
-            return response(400, INVALID_GRANT, b"application/json")
-        grant = {
-            "access_token": new_access_token(),
-            "token_type": "Bearer",
-            "expires_in": 3600,
-            "refresh_token": refresh_token,
-            "scope": "accounts:read profiles:read",
-        }
-        return response(200, json.dumps(grant).encode(), b"application/json")
 
     def send(self, data: bytes, close: bool) -> None:
         transport = self.transport
@@ -253,13 +324,14 @@ class HttpProtocol(asyncio.Protocol):
 
 
 async def serve(port: int) -> None:
-    state = State()
     loop = asyncio.get_running_loop()
+    state = State(port)
     server = await loop.create_server(lambda: HttpProtocol(state), "127.0.0.1", port, backlog=1024, reuse_address=True)
+    state.port = server.sockets[0].getsockname()[1]
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
+    print(f"listening on {state.port}", flush=True)
     async with server:
         await stop.wait()
 

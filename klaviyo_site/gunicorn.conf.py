@@ -1,4 +1,29 @@
-"""gunicorn settings for ``make serve``; workers, threads and the address come from its command line."""
+"""gunicorn settings for ``make serve`` and the bench: the one place for the serving defaults.
+
+Worker processes, threads per worker and the worker class come from the environment
+(``WEB_CONCURRENCY``, default 2; ``GUNICORN_THREADS``, default 4; ``GUNICORN_WORKER_CLASS``,
+default ``gthread``), so ``make serve`` and ``python -m bench`` serve the same way; a
+command-line ``--workers``/``--threads``/``--worker-class`` still wins. The address comes
+from ``--bind``.
+"""
+
+import os
+
+
+def _positive(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    return number
+
+
+workers = _positive("WEB_CONCURRENCY", 2)
+threads = _positive("GUNICORN_THREADS", 4)
+# gthread workers keep answering while a request waits for Klaviyo.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "").strip() or "gthread"
 
 # Access log on stdout without query strings or referrers: Klaviyo's redirect to
 # /authorize?code=...&state=... would otherwise write authorization codes into the log,
@@ -6,8 +31,7 @@
 accesslog = "-"
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
 
-# gthread workers keep answering while a request waits for Klaviyo; this only bounds a
-# worker process that stops responding altogether.
+# This only bounds a worker process that stops responding altogether.
 timeout = 60
 graceful_timeout = 30
 
