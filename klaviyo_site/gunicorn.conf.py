@@ -7,7 +7,9 @@ command-line ``--workers``/``--threads``/``--worker-class`` still wins. The addr
 from ``--bind``.
 """
 
+import glob
 import os
+import tempfile
 
 
 def _positive(name: str, default: int) -> int:
@@ -37,3 +39,33 @@ graceful_timeout = 30
 
 # Several gunicorn instances may share a host; none needs the control socket in ~/.gunicorn.
 control_socket_disable = True
+
+
+# Prometheus metrics add up across the workers through files in one directory: set before
+# the workers start (they inherit it), its metric files removed when gunicorn starts and
+# stops, a dead worker's live gauges dropped. PROMETHEUS_MULTIPROC_DIR may name it; by default one per gunicorn master.
+metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or os.path.join(
+    tempfile.gettempdir(), f"klaviyo-metrics-{os.getpid()}"
+)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+
+
+def _clear_metrics() -> None:
+    # Only prometheus_client's own files: the directory may be one the operator named.
+    for path in glob.glob(os.path.join(metrics_dir, "*.db")):
+        os.remove(path)
+
+
+def on_starting(server):
+    os.makedirs(metrics_dir, mode=0o700, exist_ok=True)
+    _clear_metrics()
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    _clear_metrics()

@@ -13,10 +13,13 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+
+from tests.wire_faults import ScriptedServer
 
 BASE_DIR = Path(django_settings.BASE_DIR)
 
@@ -192,3 +195,76 @@ def test_gunicorn_refuses_malformed_requests_with_4xx(gunicorn):
     assert get(port, "/healthz", {"Cookie": 'sessionid="\\000abcdefghijkl"'})[0] == 400
     assert get(port, "/start/" + "a" * 100_000, secure)[0] in (400, 414)
     assert get(port, "/profiles/%00", secure)[0] == 400
+
+
+def test_metrics_from_two_gunicorn_workers_add_up_and_need_the_token(tmp_path):
+    """Calls served by both workers of a sync gunicorn (each call holds its worker while Klaviyo
+    answers slowly), then one scrape that counts them all."""
+    metrics_token = secrets.token_urlsafe(16)
+    with ScriptedServer([("sleep", 0.4)] * 6) as klaviyo:
+        env = production_env(
+            tmp_path,
+            KLAVIYO_SANDBOX="true",  # relaxed access: /profiles needs no login here
+            KLAVIYO_BASE_URL=klaviyo.url,
+            METRICS_TOKEN=metrics_token,
+            PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+            HTTPS="false",
+            BEHIND_PROXY="false",
+        )
+        assert manage(env, "migrate", "--no-input").returncode == 0
+        seeded = manage(
+            env,
+            "shell",
+            "-c",
+            "from datetime import timedelta; from django.utils import timezone; "
+            "from oauth_integration.models import OAuthToken; "
+            "OAuthToken.objects.create(customer_identifier='c1', access_token='at-1', refresh_token='rt-1', "
+            "expires_at=timezone.now() + timedelta(hours=1), version=1)",
+        )
+        assert seeded.returncode == 0, seeded.stderr
+        port = free_port()
+        log = tmp_path / "gunicorn.log"
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                [
+                    *(
+                        sys.executable,
+                        "-m",
+                        "gunicorn",
+                        "klaviyo_site.wsgi",
+                        "--config",
+                        "klaviyo_site/gunicorn.conf.py",
+                    ),
+                    *("--workers", "2", "--worker-class", "sync", "--bind", f"127.0.0.1:{port}"),
+                ],
+                cwd=BASE_DIR,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        get(port, "/healthz")
+                        break
+                    except OSError:
+                        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                        time.sleep(0.1)
+                with ThreadPoolExecutor(max_workers=6) as pool:
+                    statuses = list(pool.map(lambda _: get(port, "/profiles/c1")[0], range(6)))
+                assert statuses == [200] * 6
+                assert get(port, "/metrics")[0] == 404
+                assert get(port, "/metrics", {"Authorization": "Bearer wrong"})[0] == 404
+                status, headers, body = get(port, "/metrics", {"Authorization": f"Bearer {metrics_token}"})
+                counter_files = list((tmp_path / "metrics").glob("counter_*.db"))
+            finally:
+                process.terminate()
+                process.wait(timeout=20)
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    text = body.decode()
+    assert 'klaviyo_api_requests_total{endpoint="/api/profiles",method="GET",status="200"} 6.0' in text
+    assert 'klaviyo_connections{status="active"} 1.0' in text
+    assert "c1" not in text and "at-1" not in text
+    assert len(counter_files) == 2  # both workers served calls: one counter file each
+    assert not list((tmp_path / "metrics").glob("*.db"))  # removed when gunicorn stopped
