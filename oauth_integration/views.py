@@ -108,12 +108,12 @@ def profiles(request: HttpRequest, customer_identifier: str) -> HttpResponse:
     form = ProfilesQueryForm(request.GET)
     if not form.is_valid():
         raise InvalidInput(first_error(form))
-    body = services.get_profiles(
+    body = services.get_profiles_json(
         customer_identifier=customer_identifier,
         page_size=form.cleaned_data["page_size"],
         cursor=form.cleaned_data["cursor"],
     )
-    return JsonResponse(body)
+    return HttpResponse(body, content_type="application/json")
 
 
 @require_GET

@@ -13,7 +13,13 @@ One module per use case:
 No database transaction is ever held open across a call to Klaviyo.
 """
 
-from oauth_integration.services.calls import call_klaviyo, check_connection, get_profiles, iter_klaviyo
+from oauth_integration.services.calls import (
+    call_klaviyo,
+    check_connection,
+    get_profiles,
+    get_profiles_json,
+    iter_klaviyo,
+)
 from oauth_integration.services.connect import (
     Connected,
     Disconnected,
@@ -42,6 +48,7 @@ __all__ = [
     "database_is_up",
     "disconnect",
     "get_profiles",
+    "get_profiles_json",
     "iter_klaviyo",
     "list_connections",
     "pkce_storage",

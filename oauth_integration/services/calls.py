@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from oauth_integration.exceptions import (
@@ -25,19 +25,35 @@ from oauth_integration.services.refresh import fresh_connection
 
 logger = logging.getLogger(__name__)
 Event = ConnectionEvent.Kind
+T = TypeVar("T")
 
 
 def get_profiles(
     *, customer_identifier: str, page_size: int | None = None, cursor: str | None = None
 ) -> dict[str, Any]:
     """One page of the customer's Klaviyo profiles, as Klaviyo's JSON:API body."""
+    params = _page_params(page_size, cursor)
+    return call_klaviyo(customer_identifier=customer_identifier, path="/api/profiles", params=params) or {}
+
+
+def get_profiles_json(*, customer_identifier: str, page_size: int | None = None, cursor: str | None = None) -> bytes:
+    """``get_profiles``, as the JSON bytes Klaviyo sent, for a view that passes them on unchanged."""
+    params = _page_params(page_size, cursor)
+    return _as_customer(
+        customer_identifier,
+        "GET",
+        "/api/profiles",
+        lambda token: klaviyo.relay("/api/profiles", access_token=token, params=params),
+    )
+
+
+def _page_params(page_size: int | None, cursor: str | None) -> dict[str, str]:
     params: dict[str, str] = {}
     if page_size is not None:
         params["page[size]"] = str(page_size)
     if cursor:
         params["page[cursor]"] = cursor
-    body = call_klaviyo(customer_identifier=customer_identifier, path="/api/profiles", params=params)
-    return body or {}
+    return params
 
 
 def call_klaviyo(
@@ -58,9 +74,19 @@ def call_klaviyo(
     MissingScope (the customer never granted the scope the call needs), KlaviyoAPIError
     (with every entry of Klaviyo's ``errors[]``) or another KlaviyoError.
     """
+    return _as_customer(
+        customer_identifier,
+        method,
+        path,
+        lambda token: klaviyo.call(method, path, access_token=token, params=params, json=json),
+    )
+
+
+def _as_customer(customer_identifier: str, method: str, path: str, send: Callable[[str], T]) -> T:
+    """``send(access_token)`` with a usable token; on a 401, one refresh and one retry."""
     connection = fresh_connection(customer_identifier)
     try:
-        return _call(connection, method, path, params, json)
+        return _call(connection, method, path, send)
     except KlaviyoUnauthorized:
         logger.info(
             "Klaviyo rejected the access token of %s; refreshing once",
@@ -69,7 +95,7 @@ def call_klaviyo(
         )
     connection = fresh_connection(customer_identifier, rejected_version=connection.version)
     try:
-        return _call(connection, method, path, params, json)
+        return _call(connection, method, path, send)
     except KlaviyoUnauthorized as exc:
         detail = f"{method} {path}: a freshly refreshed access token was rejected ({exc.code})"
         record_failure(customer_identifier, reason=failure_reason(exc), event=Event.CALL_FAILED, detail=detail)
@@ -97,13 +123,10 @@ def iter_klaviyo(
         page_params = dict(parse_qsl(urlsplit(next_url).query, keep_blank_values=True))
 
 
-def _call(
-    connection: OAuthToken, method: str, path: str, params: dict[str, str] | None, json: Any
-) -> dict[str, Any] | None:
+def _call(connection: OAuthToken, method: str, path: str, send: Callable[[str], T]) -> T:
     customer = connection.customer_identifier
-    access_token = str(connection.access_token or "")
     try:
-        body = klaviyo.call(method, path, access_token=access_token, params=params, json=json)
+        body = send(str(connection.access_token or ""))
     except KlaviyoUnauthorized:
         raise  # the caller refreshes once and retries
     except KlaviyoForbidden as exc:
