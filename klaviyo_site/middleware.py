@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
+from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 NUL = "\x00"
+# Django's session keys: 32 characters of lowercase letters and digits.
+SESSION_KEY = re.compile(r"[a-z0-9]{32}")
 
 
 def reject_malformed_requests(
@@ -21,6 +25,9 @@ def reject_malformed_requests(
       query, which then fails with DataError, a 500.
     * More query parameters than DATA_UPLOAD_MAX_NUMBER_FIELDS. Django answers 400 too,
       except under DEBUG, where its error page reads the parameters again and fails.
+
+    A session cookie that cannot be a session key is dropped instead: the request goes on
+    without a session, and nothing is looked up for it.
     """
 
     def middleware(request: HttpRequest) -> HttpResponse:
@@ -34,6 +41,10 @@ def reject_malformed_requests(
             or any(NUL in name or NUL in value for name, value in request.COOKIES.items())
         ):
             return HttpResponseBadRequest("NUL characters are not allowed.", content_type="text/plain")
+        session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+        if session_key is not None and not SESSION_KEY.fullmatch(session_key):
+            # No session has such a key: don't look it up (in the cache or the database) at all.
+            del request.COOKIES[settings.SESSION_COOKIE_NAME]
         return get_response(request)
 
     return middleware

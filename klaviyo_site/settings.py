@@ -194,6 +194,37 @@ DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Cache, sessions and who is logged in ------------------------------------------------
+# With a cache that every server shares, sessions and logged-in users (with their
+# permissions) are read from it instead of the database on each request, and logouts and
+# permission changes still take effect at once (oauth_integration/auth.py). CACHE_URL
+# names one (redis://host:6379/0). SQLite lives on one machine, so without CACHE_URL a
+# file cache beside its database file is shared by every worker there. Otherwise the
+# cache is per process, and sessions and users are read from the database.
+
+
+def _caches(url: str | None) -> tuple[dict[str, object], bool]:
+    """The default cache, and whether every server shares it."""
+    if url:
+        try:
+            return env.cache_url_config(url), True
+        except (ValueError, KeyError, ImproperlyConfigured):
+            SETTINGS_ERRORS.append("CACHE_URL is not a valid cache URL (e.g. redis://127.0.0.1:6379/0)")
+    database = DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3" and str(database["NAME"]).startswith("/"):
+        location = f"{database['NAME']}-cache"
+        return {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": location}, True
+    return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}, False
+
+
+_cache, SHARED_CACHE = _caches(_env("CACHE_URL"))
+if "redis" not in str(_cache["BACKEND"]):
+    _cache.setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 100_000)  # sessions live there too
+CACHES = {"default": _cache}
+if SHARED_CACHE:
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    AUTHENTICATION_BACKENDS = ["oauth_integration.auth.CachedModelBackend"]
+
 # --- Auth, i18n, static ------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,4 +1,4 @@
-"""App configuration: registers the system checks, nothing else."""
+"""App configuration: registers the system checks and, when its backend is used, the auth cache's receivers."""
 
 from __future__ import annotations
 
@@ -11,4 +11,11 @@ class OAuthIntegrationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.conf import settings
+
         from oauth_integration import checks  # noqa: F401  (registers the checks)
+
+        if "oauth_integration.auth.CachedModelBackend" in settings.AUTHENTICATION_BACKENDS:
+            from oauth_integration.auth import connect_invalidation
+
+            connect_invalidation()

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import responses
+from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
 
@@ -27,8 +28,20 @@ def _plain_http():
     """The suite talks plain HTTP to the test client and the live server, whatever the HTTPS
     defaults of the environment. Session-wide, because middleware (and the live server's
     handler) read these settings once, when they are built."""
-    with override_settings(SECURE_SSL_REDIRECT=False, SESSION_COOKIE_SECURE=False, CSRF_COOKIE_SECURE=False):
+    with override_settings(
+        SECURE_SSL_REDIRECT=False,
+        SESSION_COOKIE_SECURE=False,
+        CSRF_COOKIE_SECURE=False,
+        # This process's own cache: a file cache would be shared with a development server.
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+    ):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with an empty cache (database ids are reused between tests)."""
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

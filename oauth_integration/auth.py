@@ -1,0 +1,109 @@
+"""An authentication backend that keeps users and their permissions in the shared cache.
+
+Django's ``ModelBackend`` reads the user, then its permissions and its groups'
+permissions, from the database on every request: three round trips before a view such as
+``/profiles`` does its own work. ``CachedModelBackend`` keeps the user, with the
+permissions already computed on it, in Django's default cache, and drops it the moment
+anything that decides access changes: the user row (password, ``is_active``,
+``is_staff``, ``is_superuser``), its groups or permissions, or any group's permissions.
+Logging out stays immediate: it deletes the session, and a cached user is only ever
+reached through a session.
+
+Use it only with a cache every server shares (Redis, Memcached, or on a single machine a
+file-based cache): a per-process cache cannot see changes made in other processes. The
+cache then holds user rows (including password hashes), as the database does: protect
+it as you protect the database.
+
+Entries are versioned: a change bumps the user's version (or, for group and permission
+changes, a global one) instead of deleting, so a request that read the database just
+before a change can only ever write an entry nobody reads any more.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.models import Group, Permission
+from django.core.cache import cache
+from django.db.models import Model
+from django.db.models.signals import m2m_changed, post_delete, post_save
+
+PREFIX = "oauth_integration:auth"
+GENERATION = f"{PREFIX}:generation"
+TIMEOUT = 600  # seconds a cached user lives without being invalidated
+
+
+def _version_key(user_id: Any) -> str:
+    return f"{PREFIX}:version:{user_id}"
+
+
+class CachedModelBackend(ModelBackend):
+    """``ModelBackend`` whose ``get_user`` answers from the shared cache (permissions included)."""
+
+    def get_user(self, user_id: Any) -> Any:
+        version_key = _version_key(user_id)
+        versions = cache.get_many([GENERATION, version_key])
+        key = f"{PREFIX}:user:{versions.get(GENERATION, 0)}:{versions.get(version_key, 0)}:{user_id}"
+        user = cache.get(key)
+        if user is None:
+            user = super().get_user(user_id)
+            if user is None:
+                return None
+            self.get_all_permissions(user)  # computed once, cached on the instance with it
+            cache.set(key, user, TIMEOUT)
+        return user
+
+
+def forget_user(user_id: Any) -> None:
+    """Make every cached copy of this user unreachable."""
+    key = _version_key(user_id)
+    cache.add(key, 0, None)
+    try:
+        cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.set(key, 1, None)
+
+
+def forget_everyone() -> None:
+    """Make every cached user unreachable (a group's or a permission's meaning changed)."""
+    cache.add(GENERATION, 0, None)
+    try:
+        cache.incr(GENERATION)
+    except ValueError:
+        cache.set(GENERATION, 1, None)
+
+
+def _user_changed(sender: type[Model], instance: Model, **kwargs: Any) -> None:
+    forget_user(instance.pk)
+
+
+def _memberships_changed(sender: Any, instance: Model, action: str, reverse: bool, pk_set: Any, **kwargs: Any) -> None:
+    if not action.startswith("post_"):
+        return
+    if reverse:  # group.user_set or permission.user_set changed: those users
+        for user_id in pk_set or ():
+            forget_user(user_id)
+        if action == "post_clear":
+            forget_everyone()
+    else:
+        forget_user(instance.pk)
+
+
+def _groups_changed(sender: Any, **kwargs: Any) -> None:
+    forget_everyone()
+
+
+def connect_invalidation() -> None:
+    """Connect the receivers that keep the cache truthful (done once, when the app is ready)."""
+    user_model = get_user_model()
+    post_save.connect(_user_changed, sender=user_model, dispatch_uid="oauth_integration.auth.user_saved")
+    post_delete.connect(_user_changed, sender=user_model, dispatch_uid="oauth_integration.auth.user_deleted")
+    for name in ("groups", "user_permissions"):  # a custom user model may have neither
+        if relation := getattr(getattr(user_model, name, None), "through", None):
+            m2m_changed.connect(_memberships_changed, sender=relation, dispatch_uid=f"oauth_integration.auth.{name}")
+    m2m_changed.connect(_groups_changed, sender=Group.permissions.through, dispatch_uid="oauth_integration.auth.group")
+    for model in (Group, Permission):
+        post_save.connect(_groups_changed, sender=model, dispatch_uid=f"oauth_integration.auth.{model}.saved")
+        post_delete.connect(_groups_changed, sender=model, dispatch_uid=f"oauth_integration.auth.{model}.deleted")
