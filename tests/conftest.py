@@ -49,7 +49,7 @@ def _klaviyo_settings(settings):
     settings.KLAVIYO_REFRESH_MARGIN_SECONDS = 60
     settings.KLAVIYO_MAX_RETRIES = 2
     settings.KLAVIYO_RETRY_MAX_WAIT = 10.0
-    settings.KLAVIYO_START_LINK_MAX_AGE = 3600
+    settings.KLAVIYO_START_LINK_MAX_AGE = 600
     settings.KLAVIYO_REFRESH_FAILURE_COOLDOWN = 5.0
     settings.TOKEN_ENCRYPTION_KEY = TEST_KEY
     settings.TOKEN_ENCRYPTION_KEY_FALLBACKS = []

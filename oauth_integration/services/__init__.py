@@ -23,6 +23,7 @@ from oauth_integration.services.connect import (
     decline_authorization,
     disconnect,
     list_connections,
+    missing_scopes,
 )
 from oauth_integration.services.keep_alive import RefreshOutcome, RefreshReport, refresh_due_connections, refresh_if_due
 from oauth_integration.services.key_rotation import KeyRotationReport, check_encryption, rotate_encryption_key
@@ -53,6 +54,7 @@ __all__ = [
     "disconnect",
     "get_profiles",
     "list_connections",
+    "missing_scopes",
     "pkce_storage",
     "purge_expired",
     "purge_expired_authorizations",

@@ -39,6 +39,16 @@ def list_connections(*, limit: int = 500) -> QuerySet[OAuthToken]:
     ]
 
 
+def missing_scopes(*, customer_identifier: str) -> list[str]:
+    """The scopes in KLAVIYO_SCOPES that this customer has not granted (every one when not connected).
+
+    A host product shows a "reconnect Klaviyo" prompt (a fresh start link) while this is not empty.
+    """
+    connection = OAuthToken.objects.of(customer_identifier).active().only("scopes").first()
+    granted = connection if connection is not None else OAuthToken(scopes="")
+    return granted.missing_scopes(conf.required_scopes)
+
+
 def begin_authorization(*, customer_identifier: str, browser_binding: str, link: StartLink | None = None) -> str:
     """Start connecting a customer: use the start link up, remember a PKCE verifier under a random state.
 
