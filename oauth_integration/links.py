@@ -106,7 +106,7 @@ def verify_start_link(customer_identifier: str, token: str | None) -> StartLink:
         )
     except signing.BadSignature as exc:
         raise InvalidStartLink("This link is not valid (it was changed or truncated).") from exc
-    except (TypeError, KeyError, ValueError, OverflowError, OSError) as exc:
+    except (AttributeError, TypeError, KeyError, ValueError, OverflowError, OSError) as exc:
         raise InvalidStartLink("This link is not valid.") from exc
     if link.expires_at is not None and link.expires_at <= timezone.now():
         raise InvalidStartLink("This link has expired. Ask the site that sent you for a new one.")

@@ -39,7 +39,7 @@ def test_opening_a_start_link_shows_the_customer_and_changes_nothing():
 
     html = page.content.decode()
     assert 'Connect Klaviyo to <span id="customer">cust-A</span>' in html
-    assert re.search(r'<form method="post" action="/start/cust-A\?token=[^"]+">', html)
+    assert re.search(r'<form method="post" action="/start/cust-A\?token=[^"]+"', html)
     assert 'name="csrfmiddlewaretoken"' in html
     assert "profiles:read" in html
     assert head.status_code == 200
