@@ -1,16 +1,25 @@
 # Two commands do everything on a fresh machine with Python 3.11+:
-#   make run    set up, migrate and serve on http://localhost:8000 (sandbox mode without credentials)
-#   make test   run the whole test suite
+#   make run    set up (runtime packages only), migrate and serve on http://localhost:$(PORT)
+#               (sandbox mode without credentials)
+#   make test   add the development tools (pytest, Playwright, ruff...) and run lint + the whole suite
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PORT ?= 8000
+# One port everywhere: `make run PORT=8951` serves there and writes PORT=8951 into .env, so
+# that `manage.py shell` and every command reach the sandbox this server serves. Without
+# PORT on the command line, the one in .env is used (8000 by default).
+PORT ?= $(or $(shell sed -n 's/^PORT=//p' .env 2>/dev/null | tail -n 1),8000)
 
 .PHONY: run test lint serve bench clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Runtime packages: what `make run` and `make serve` need.
+$(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+# Development tools on top: what `make test`, `make lint` and `make bench` need.
+$(VENV)/.installed: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -23,7 +32,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	chmod 600 .env
 	@echo "Created .env from .env-sample with a fresh SECRET_KEY and TOKEN_ENCRYPTION_KEY."
 
-run: $(VENV)/.installed .env
+run: $(VENV)/.runtime .env
+	$(PY) -c "import re, pathlib; env = pathlib.Path('.env'); text = env.read_text(); \
+	line = re.compile(r'(?m)^PORT=.*$$'); \
+	env.write_text(line.sub('PORT=$(PORT)', text) if line.search(text) else text.rstrip() + '\nPORT=$(PORT)\n')"
 	$(PY) manage.py migrate --no-input
 	@echo ""
 	@echo "  Open http://localhost:$(PORT)/  (admin login: $(PY) manage.py createsuperuser)"
@@ -42,7 +54,7 @@ test: $(VENV)/.installed
 # klaviyo_site/gunicorn.conf.py (defaults 2, 4, gthread; the bench serves the same way).
 BIND ?= 127.0.0.1:$(PORT)
 
-serve: $(VENV)/.installed
+serve: $(VENV)/.runtime
 	$(PY) manage.py collectstatic --no-input --verbosity 0
 	$(PY) manage.py migrate --no-input
 	$(VENV)/bin/gunicorn klaviyo_site.wsgi --config klaviyo_site/gunicorn.conf.py --bind $(BIND)

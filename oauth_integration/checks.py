@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from oauth_integration import crypto
+from oauth_integration import crypto, links
 from oauth_integration.conf import NUMBERS, conf, number_problem, setting
 from oauth_integration.exceptions import EncryptionKeyError
 
@@ -16,21 +16,27 @@ from oauth_integration.exceptions import EncryptionKeyError
 @register(Tags.security)
 def check_encryption_keys(**kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
+    hint = f"Generate one with: {crypto.GENERATE_KEY}"
     if not conf.encryption_key:
-        if conf.debug:
+        if not conf.debug:
             messages.append(
-                Warning(
-                    "TOKEN_ENCRYPTION_KEY is not set; tokens are encrypted with a key derived from SECRET_KEY.",
-                    hint="Generate one with: python -c 'import secrets; print(secrets.token_hex(32))'",
-                    id="oauth_integration.W001",
+                Error("TOKEN_ENCRYPTION_KEY is required when DEBUG is off.", hint=hint, id="oauth_integration.E001")
+            )
+        elif conf.secret_key_is_placeholder:
+            messages.append(
+                Error(
+                    "TOKEN_ENCRYPTION_KEY is not set and SECRET_KEY is the public placeholder: "
+                    "no token key can be derived from it.",
+                    hint=hint,
+                    id="oauth_integration.E011",
                 )
             )
         else:
             messages.append(
-                Error(
-                    "TOKEN_ENCRYPTION_KEY is required when DEBUG is off.",
-                    hint="Generate one with: python -c 'import secrets; print(secrets.token_hex(32))'",
-                    id="oauth_integration.E001",
+                Warning(
+                    "TOKEN_ENCRYPTION_KEY is not set; tokens are encrypted with a key derived from SECRET_KEY.",
+                    hint=hint,
+                    id="oauth_integration.W001",
                 )
             )
     else:
@@ -61,6 +67,23 @@ def check_klaviyo_settings(**kwargs: Any) -> list[CheckMessage]:
         parts = urlsplit(str(setting(name)))
         if parts.scheme not in ("http", "https") or not parts.netloc:
             messages.append(Error(f"{name} must be an absolute http(s) URL.", id="oauth_integration.E005"))
+    if conf.https and urlsplit(conf.redirect_url).scheme == "http":
+        messages.append(
+            Error(
+                "KLAVIYO_REDIRECT_URL must be an https:// URL while HTTPS is on: "
+                "authorization codes would travel unencrypted.",
+                hint="Register the https:// address of /authorize in Klaviyo and set it here.",
+                id="oauth_integration.E012",
+            )
+        )
+    if conf.return_url and not links.return_url_allowed(conf.return_url):
+        messages.append(
+            Error(
+                "KLAVIYO_RETURN_URL must be a path on this site or a URL on a host in KLAVIYO_RETURN_URL_HOSTS"
+                + (" (https while HTTPS is on)." if conf.https else "."),
+                id="oauth_integration.E013",
+            )
+        )
     if not conf.scopes:
         messages.append(Error("KLAVIYO_SCOPES must list at least one scope.", id="oauth_integration.E006"))
     revision = conf.revision
@@ -71,10 +94,11 @@ def check_klaviyo_settings(**kwargs: Any) -> list[CheckMessage]:
 
 @register(Tags.security)
 def check_secret_key(**kwargs: Any) -> list[CheckMessage]:
-    if not conf.debug and conf.secret_key == getattr(settings, "INSECURE_DEV_SECRET_KEY", None):
+    # It signs /start links and sessions: the public placeholder only passes in sandbox mode.
+    if conf.secret_key_is_placeholder and not (conf.debug and conf.sandbox):
         return [
             Error(
-                "SECRET_KEY is not set; it is required when DEBUG is off.",
+                "SECRET_KEY is not set; it is required outside sandbox mode (it signs connect links).",
                 hint="Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'",
                 id="oauth_integration.E008",
             )

@@ -29,10 +29,15 @@ DEFAULTS: dict[str, Any] = {
     "KLAVIYO_RETRY_MAX_WAIT": 10.0,
     "KLAVIYO_REFRESH_FAILURE_COOLDOWN": 5.0,
     "KLAVIYO_REFRESH_WAIT_SECONDS": 15.0,
-    "KLAVIYO_START_LINK_MAX_AGE": 3600,
     "KLAVIYO_KEEP_ALIVE_UNUSED_DAYS": 75,
     "KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN": 0,
     "METRICS_TOKEN": "",
+    "KLAVIYO_START_LINK_MAX_AGE": 600,
+    "KLAVIYO_RETURN_URL": "",
+    "KLAVIYO_RETURN_URL_HOSTS": (),
+    "KLAVIYO_MAX_PENDING_PER_BROWSER": 5,
+    "KLAVIYO_MAX_PENDING_PER_LINK": 3,
+    "KLAVIYO_EVENT_RETENTION_DAYS": 365,
     "TOKEN_ENCRYPTION_KEY": "",
     "TOKEN_ENCRYPTION_KEY_FALLBACKS": (),
 }
@@ -48,6 +53,9 @@ NUMBERS: dict[str, tuple[type[int] | type[float], float]] = {
     "KLAVIYO_START_LINK_MAX_AGE": (int, 1),
     "KLAVIYO_KEEP_ALIVE_UNUSED_DAYS": (int, 1),
     "KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN": (int, 0),
+    "KLAVIYO_MAX_PENDING_PER_BROWSER": (int, 1),
+    "KLAVIYO_MAX_PENDING_PER_LINK": (int, 1),
+    "KLAVIYO_EVENT_RETENTION_DAYS": (int, 1),
 }
 
 
@@ -73,6 +81,12 @@ def _number(name: str) -> float:
     return value if isinstance(value, int | float) and not isinstance(value, bool) else DEFAULTS[name]
 
 
+def _names(value: object) -> tuple[str, ...]:
+    """A comma-separated string or a sequence, as a tuple of non-empty, stripped names."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(str(item).strip() for item in items if str(item).strip())  # type: ignore[union-attr]
+
+
 class _Conf:
     @property
     def client_id(self) -> str:
@@ -88,13 +102,13 @@ class _Conf:
         return bool(setting("KLAVIYO_SANDBOX"))
 
     @property
-    def relaxed(self) -> bool:
-        """Development conveniences (unsigned /start links, open /profiles) are allowed."""
-        return bool(settings.DEBUG) or self.sandbox
-
-    @property
     def scopes(self) -> str:
         return " ".join(str(setting("KLAVIYO_SCOPES")).split())
+
+    @property
+    def required_scopes(self) -> tuple[str, ...]:
+        """The scopes every connection should have been granted (KLAVIYO_SCOPES, one by one)."""
+        return tuple(self.scopes.split())
 
     @property
     def redirect_url(self) -> str:
@@ -159,6 +173,38 @@ class _Conf:
         return timedelta(seconds=_number("KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN"))
 
     @property
+    def return_url(self) -> str:
+        """Where the browser goes after connecting when its link names no return URL ("": our own page)."""
+        return str(setting("KLAVIYO_RETURN_URL"))
+
+    @property
+    def return_url_hosts(self) -> tuple[str, ...]:
+        """Hosts (with a port unless the default) besides this site's own that return URLs may name."""
+        return _names(setting("KLAVIYO_RETURN_URL_HOSTS"))
+
+    @property
+    def max_pending_per_browser(self) -> int:
+        """Pending authorizations one browser session keeps; starting another drops the oldest."""
+        return int(_number("KLAVIYO_MAX_PENDING_PER_BROWSER"))
+
+    @property
+    def max_pending_per_link(self) -> int:
+        """Pending authorizations one /start link keeps; starting another drops the oldest."""
+        return int(_number("KLAVIYO_MAX_PENDING_PER_LINK"))
+
+    @property
+    def event_retention(self) -> timedelta:
+        """How long connection history is kept (``purge_expired`` deletes older events)."""
+        return timedelta(days=_number("KLAVIYO_EVENT_RETENTION_DAYS"))
+
+    @property
+    def https(self) -> bool:
+        """The site is served over HTTPS (secure cookies or the HTTPS redirect are on)."""
+        return bool(
+            getattr(settings, "SESSION_COOKIE_SECURE", False) or getattr(settings, "SECURE_SSL_REDIRECT", False)
+        )
+
+    @property
     def pkce_lifetime(self) -> timedelta:
         """How long a pending authorization (state + verifier) can be completed."""
         return timedelta(minutes=10)
@@ -169,10 +215,7 @@ class _Conf:
 
     @property
     def encryption_key_fallbacks(self) -> tuple[str, ...]:
-        value = setting("TOKEN_ENCRYPTION_KEY_FALLBACKS")
-        if isinstance(value, str):
-            value = value.split(",")
-        return tuple(str(key).strip() for key in value if str(key).strip())
+        return _names(setting("TOKEN_ENCRYPTION_KEY_FALLBACKS"))
 
     @property
     def metrics_token(self) -> str:
@@ -186,6 +229,11 @@ class _Conf:
     @property
     def secret_key(self) -> str:
         return str(settings.SECRET_KEY)
+
+    @property
+    def secret_key_is_placeholder(self) -> bool:
+        """SECRET_KEY is the public development placeholder: nothing may be derived from it."""
+        return self.secret_key == getattr(settings, "INSECURE_DEV_SECRET_KEY", None)
 
 
 conf = _Conf()

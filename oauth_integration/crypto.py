@@ -63,11 +63,18 @@ def development_key(secret_key: str) -> bytes:
     return hkdf.derive(secret_key.encode("utf-8"))
 
 
+GENERATE_KEY = "python -c 'import secrets; print(secrets.token_hex(32))'"
+
+
 def keyring() -> Keyring:
-    """The keyring for the configured keys (cached per key set, so settings overrides apply)."""
+    """The keyring for the configured keys (cached per key set, so settings overrides apply).
+
+    Under DEBUG without TOKEN_ENCRYPTION_KEY the key is derived from SECRET_KEY, but never
+    from the public development placeholder: anyone could derive that one too.
+    """
     hex_key = conf.encryption_key
-    development_secret = conf.secret_key if not hex_key and conf.debug else None
-    return _keyring(hex_key, conf.encryption_key_fallbacks, development_secret)
+    derivable = not hex_key and conf.debug and not conf.secret_key_is_placeholder
+    return _keyring(hex_key, conf.encryption_key_fallbacks, conf.secret_key if derivable else None)
 
 
 @functools.lru_cache(maxsize=8)
@@ -80,7 +87,7 @@ def _keyring(hex_key: str, fallback_hex_keys: tuple[str, ...], development_secre
     elif development_secret is not None:
         current = development_key(development_secret)
     else:
-        raise EncryptionKeyError("TOKEN_ENCRYPTION_KEY is not set; it is required when DEBUG is off")
+        raise EncryptionKeyError(f"TOKEN_ENCRYPTION_KEY is not set; generate one with: {GENERATE_KEY}")
     fallbacks = tuple(
         parse_key(k, name=f"TOKEN_ENCRYPTION_KEY_FALLBACKS[{i}]") for i, k in enumerate(fallback_hex_keys)
     )

@@ -185,3 +185,46 @@ class KlaviyoThrottled(KlaviyoAPIError):
 
 class InvalidGrant(KlaviyoAPIError):
     """The token endpoint rejected the code or refresh token (``invalid_grant``)."""
+
+
+# --- connect links, return URLs and Klaviyo's answer on the consent page -----------------
+
+
+class StartLinkUsed(InvalidStartLink):
+    """A single-use /start link was already used."""
+
+
+class InvalidReturnURL(InvalidInput):
+    """A return URL is neither a path on this site nor a URL on an allowed host."""
+
+
+class AuthorizationRefused(OAuthIntegrationError):
+    """Klaviyo sent the browser back with an OAuth error code instead of an authorization code.
+
+    The message is fixed per error code: Klaviyo's ``error_description`` (or whatever text
+    a crafted link puts there) is logged, never shown.
+    """
+
+    MESSAGES = {
+        "access_denied": "The Klaviyo account was not connected: access was denied.",
+        "invalid_scope": "Klaviyo refused the requested permissions (scopes). Contact the site that sent you.",
+        "invalid_request": "Klaviyo could not process the connection request. Start again from the site that sent you.",
+        "unauthorized_client": "This app is not allowed to connect Klaviyo accounts. Contact the site that sent you.",
+        "unsupported_response_type": "Klaviyo could not process the connection request. Contact the sender.",
+        "server_error": "Klaviyo had a problem and did not connect the account. Try again later.",
+        "temporarily_unavailable": "Klaviyo is temporarily unavailable. Try again in a few minutes.",
+    }
+    FALLBACK = "Klaviyo did not connect the account. Start again from the site that sent you."
+
+    def __init__(self, error: str) -> None:
+        super().__init__(self.MESSAGES.get(error, self.FALLBACK))
+        self.error = error
+
+    @classmethod
+    def for_code(cls, error: str) -> AuthorizationRefused:
+        """The exception for ``error``: a declined consent is its own kind."""
+        return ConnectionDeclined(error) if error == "access_denied" else cls(error)
+
+
+class ConnectionDeclined(AuthorizationRefused):
+    """The customer declined on Klaviyo's consent page (``access_denied``)."""

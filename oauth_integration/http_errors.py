@@ -17,11 +17,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from oauth_integration.exceptions import (
+    AuthorizationRefused,
     AuthorizationStateError,
+    ConnectionDeclined,
     EncryptionKeyError,
     InvalidCustomerIdentifier,
     InvalidGrant,
     InvalidInput,
+    InvalidReturnURL,
     InvalidStartLink,
     KlaviyoAPIError,
     KlaviyoForbidden,
@@ -33,6 +36,7 @@ from oauth_integration.exceptions import (
     PermissionMissing,
     ReauthorizationRequired,
     RefreshInProgress,
+    StartLinkUsed,
     TokenDecryptionError,
     TokenNotFound,
 )
@@ -61,6 +65,10 @@ ANSWERS: dict[type[OAuthIntegrationError], Answer] = {
     PermissionMissing: Answer(403, "permission_denied", "You do not have permission to do this."),
     InvalidCustomerIdentifier: Answer(400, "invalid_customer_identifier", "Invalid customer identifier"),
     InvalidStartLink: Answer(403, "invalid_start_link", "This connect link is not valid"),
+    StartLinkUsed: Answer(410, "start_link_used", "This connect link was already used"),
+    InvalidReturnURL: Answer(400, "invalid_return_url", "Invalid return URL"),
+    AuthorizationRefused: Answer(400, "authorization_failed", "Klaviyo did not connect the account"),
+    ConnectionDeclined: Answer(403, "access_denied", "Connection declined"),
     AuthorizationStateError: Answer(400, "invalid_state", "This authorization cannot be completed"),
     InvalidGrant: Answer(
         400,

@@ -8,11 +8,13 @@ on ``OAuthTokenQuerySet``; the algorithm that uses them is described at the top 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, models
-from django.db.models import F, Q
+from django.db import IntegrityError, connections, models, transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from oauth_integration.fields import EncryptedQuerySet, EncryptedTextField
@@ -71,6 +73,14 @@ class OAuthTokenQuerySet(EncryptedQuerySet):
             return self.active().filter(idle)
         return self.active().filter((Q(expires_at__lt=expiring_before) & in_use) | idle)
 
+    def missing_any_scope(self, required: Iterable[str]) -> OAuthTokenQuerySet:
+        """Connections that were not granted every scope in ``required`` (they must reconnect to get them)."""
+        padded = Concat(Value(" "), "scopes", Value(" "), output_field=models.TextField())
+        lacks = Q()
+        for scope in required:
+            lacks |= ~Q(padded_scopes__contains=f" {scope} ")
+        return self.alias(padded_scopes=padded).filter(lacks) if lacks else self.none()
+
     # --- the single-flight refresh lease ---------------------------------------------------
 
     def claim_refresh_lease(
@@ -120,11 +130,6 @@ class OAuthTokenQuerySet(EncryptedQuerySet):
         )
 
     # --- failures, use, removal ----------------------------------------------------------------
-
-    def record_failure(self, customer_identifier: str, *, reason: str, detail: str, broken: bool) -> None:
-        """Note the last failure; ``broken`` marks the connection as needing reauthorization."""
-        values = failure_values(reason=reason, detail=detail, broken=broken)
-        self.of(customer_identifier).update(**values)
 
     def clear_failure(self, customer_identifier: str) -> None:
         self.of(customer_identifier).exclude(failure_reason="").update(
@@ -202,6 +207,7 @@ class OAuthToken(models.Model):
     class Meta:
         verbose_name = "Klaviyo connection"
         base_manager_name = "objects"
+        permissions = [("connect_customer", "Can make links that connect a customer's Klaviyo account")]
         constraints = [
             models.CheckConstraint(condition=~models.Q(customer_identifier=""), name="oauth_token_customer_not_blank"),
         ]
@@ -233,6 +239,11 @@ class OAuthToken(models.Model):
         """Unused for longer than Klaviyo keeps refresh tokens."""
         return timezone.now() - self.last_used_at >= REFRESH_TOKEN_IDLE_LIFETIME
 
+    def missing_scopes(self, required: Iterable[str]) -> list[str]:
+        """The scopes in ``required`` that Klaviyo did not grant this connection."""
+        granted = set(self.scopes.split())
+        return [scope for scope in required if scope not in granted]
+
     @property
     def called_since_refresh(self) -> bool:
         """The current access token has been used for a call: the connection is in use."""
@@ -243,6 +254,19 @@ class PkceCodeQuerySet(EncryptedQuerySet):
     def expired(self, *, now: datetime | None = None) -> PkceCodeQuerySet:
         return self.filter(expires_at__lte=now or timezone.now())
 
+    def make_room(self, *, browser_binding_hash: str, link_key: str, per_browser: int, per_link: int) -> int:
+        """Before one more is added: drop the oldest pending authorizations of this browser
+        and of this link beyond their caps. Returns how many were dropped."""
+        dropped = 0
+        for rows, cap in (
+            (self.filter(browser_binding_hash=browser_binding_hash), per_browser),
+            (self.filter(link_key=link_key), per_link),
+        ):
+            stale = list(rows.order_by("-created_at", "-id").values_list("pk", flat=True)[cap - 1 :])
+            if stale:
+                dropped += self.filter(pk__in=stale).delete()[0]
+        return dropped
+
 
 class PkceCode(models.Model):
     """A pending authorization: consumed exactly once, within ten minutes."""
@@ -250,7 +274,11 @@ class PkceCode(models.Model):
     state_hash = models.CharField(max_length=64, unique=True)
     customer_identifier = models.CharField(max_length=255, db_index=True)
     code_verifier = EncryptedTextField(bind_to="state_hash")
-    browser_binding_hash = models.CharField(max_length=64)
+    browser_binding_hash = models.CharField(max_length=64, db_index=True)
+    # The start link it came from (its id; "unsigned:<customer>" for an unsigned sandbox link).
+    link_key = models.CharField(max_length=300, blank=True, default="", db_index=True)
+    # Where the browser returns afterwards ("": KLAVIYO_RETURN_URL, or this site's own page).
+    return_url = models.CharField(max_length=2048, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
 
@@ -266,6 +294,37 @@ class PkceCode(models.Model):
     def is_expired(self, *, now: datetime | None = None) -> bool:
         """True once this authorization can no longer be completed."""
         return self.expires_at <= (now or timezone.now())
+
+
+class UsedStartLinkQuerySet(models.QuerySet):
+    def use(self, link_id: str, *, expires_at: datetime) -> bool:
+        """Record that the link was used; True for exactly one of concurrent callers."""
+        try:
+            with transaction.atomic():
+                self.create(link_id=link_id, expires_at=expires_at)
+        except IntegrityError:
+            return False
+        return True
+
+    def expired(self, *, now: datetime | None = None) -> UsedStartLinkQuerySet:
+        """Links past their expiry: they are refused as expired anyway, so the record can go."""
+        return self.filter(expires_at__lte=now or timezone.now())
+
+
+class UsedStartLink(models.Model):
+    """A /start link that was used (single use). Kept until the link expires."""
+
+    link_id = models.CharField(max_length=32, unique=True)
+    used_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    objects = UsedStartLinkQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "used start link"
+
+    def __str__(self) -> str:
+        return f"Start link used at {self.used_at:%Y-%m-%d %H:%M:%S}"
 
 
 class ConnectionEventQuerySet(models.QuerySet):

@@ -36,7 +36,15 @@ class TokenStorage(Protocol):
 
 class PkceStorage(Protocol):
     def save(
-        self, state: str, *, customer_identifier: str, code_verifier: str, browser_binding: str, expires_at: datetime
+        self,
+        state: str,
+        *,
+        customer_identifier: str,
+        code_verifier: str,
+        browser_binding: str,
+        expires_at: datetime,
+        link_key: str = "",
+        return_url: str = "",
     ) -> None:
         """Remember a pending authorization under (a hash of) its state."""
 
@@ -96,7 +104,15 @@ class DjangoPkceStorage:
     """PkceStorage on the ``PkceCode`` model; only a SHA-256 of the state is stored."""
 
     def save(
-        self, state: str, *, customer_identifier: str, code_verifier: str, browser_binding: str, expires_at: datetime
+        self,
+        state: str,
+        *,
+        customer_identifier: str,
+        code_verifier: str,
+        browser_binding: str,
+        expires_at: datetime,
+        link_key: str = "",
+        return_url: str = "",
     ) -> None:
         PkceCode.objects.create(
             state_hash=digest(state),
@@ -104,6 +120,8 @@ class DjangoPkceStorage:
             code_verifier=code_verifier,
             browser_binding_hash=digest(browser_binding),
             expires_at=expires_at,
+            link_key=link_key,
+            return_url=return_url,
         )
 
     def retrieve(self, state: str) -> PkceCode:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlsplit
 
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods, require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from oauth_integration import access, services
 from oauth_integration import metrics as app_metrics
-from oauth_integration import services
 from oauth_integration.conf import conf
-from oauth_integration.exceptions import InvalidInput, NotAuthenticated, PermissionMissing
+from oauth_integration.exceptions import AuthorizationRefused, InvalidInput
 from oauth_integration.forms import CallbackForm, ConnectForm, ProfilesQueryForm, first_error
 from oauth_integration.http_errors import answers_errors, json_problem, page_problem
 from oauth_integration.links import build_start_link, verify_start_link
@@ -31,43 +32,68 @@ def _page(request: HttpRequest, status: int, title: str, message: str) -> HttpRe
 
 @require_GET
 @never_cache
+@answers_errors(page_problem())
 def home(request: HttpRequest) -> HttpResponse:
-    """Landing page: connect a customer and list connections (staff only outside DEBUG/sandbox)."""
-    if not conf.relaxed and not (request.user.is_authenticated and request.user.is_staff):
+    """Landing page: connect a customer (``connect_customer``) and list connections (``view_oauthtoken``)."""
+    if not conf.sandbox and not request.user.is_authenticated:
         login_url = f"{reverse('admin:login')}?next={reverse('oauth_integration:home')}"
         return render(request, "oauth_integration/login_required.html", {"login_url": login_url})
+    access.require(request.user, access.VIEW_CONNECTIONS, access.CONNECT_CUSTOMER)
+    can_connect = access.allowed(request.user, access.CONNECT_CUSTOMER)
     form = ConnectForm(request.GET if "customer" in request.GET else None)
-    if form.is_bound and form.is_valid():
-        return HttpResponseRedirect(build_start_link(form.cleaned_data["customer"], absolute=False))
-    connections = [
-        (connection, build_start_link(connection.customer_identifier, absolute=False))
-        for connection in services.list_connections()
-    ]
-    context = {"form": form, "connections": connections, "sandbox": conf.sandbox}
+    if form.is_bound:
+        access.require(request.user, access.CONNECT_CUSTOMER)
+        if form.is_valid():
+            link = build_start_link(form.cleaned_data["customer"], user=request.user, absolute=False)
+            return HttpResponseRedirect(link)
+    can_view = access.allowed(request.user, access.VIEW_CONNECTIONS)
+    context = {
+        "form": form,
+        "connections": services.list_connections() if can_view else None,
+        "can_connect": can_connect,
+        "sandbox": conf.sandbox,
+    }
     return render(request, "oauth_integration/home.html", context, status=400 if form.is_bound else 200)
 
 
-@require_GET
+@require_http_methods(["GET", "HEAD", "POST"])
 @never_cache
 @answers_errors(page_problem())
 def start(request: HttpRequest, customer_identifier: str) -> HttpResponse:
-    """Send the browser to Klaviyo to connect ``customer_identifier``."""
+    """A start link: GET shows what it connects and changes nothing; the page's POST goes to Klaviyo."""
     validate_customer_identifier(customer_identifier)
-    if not conf.relaxed:
-        verify_start_link(customer_identifier, request.GET.get("token"))
-
+    token = request.GET.get("token")
+    # In sandbox mode an unsigned link (link None) goes straight to the consent page.
+    link = None if not token and conf.sandbox else verify_start_link(customer_identifier, token)
     # The state is bound to this browser's session cookie, which must be the one the
     # callback will see: move to the redirect URL's host first if we are elsewhere.
-    callback_host = urlsplit(conf.redirect_url).netloc
-    if callback_host and request.get_host() != callback_host:
-        return HttpResponseRedirect(f"{urlsplit(conf.redirect_url).scheme}://{callback_host}{request.get_full_path()}")
+    callback = urlsplit(conf.redirect_url)
+    if request.method != "POST" and callback.netloc and request.get_host() != callback.netloc:
+        return HttpResponseRedirect(f"{callback.scheme}://{callback.netloc}{request.get_full_path()}")
+    if link is None:
+        authorize_url = services.begin_authorization(
+            customer_identifier=customer_identifier, browser_binding=_browser_binding(request)
+        )
+        return HttpResponseRedirect(authorize_url)
+    if link.user_id and not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    link.check_user(request.user)
+    if request.method == "POST":
+        authorize_url = services.begin_authorization(
+            customer_identifier=customer_identifier, browser_binding=_browser_binding(request), link=link
+        )
+        return HttpResponseRedirect(authorize_url)
+    context = {"link": link, "scopes": conf.required_scopes, "sandbox": conf.sandbox}
+    return render(request, "oauth_integration/start.html", context)
 
+
+def _browser_binding(request: HttpRequest) -> str:
+    """This browser's binding secret, created in its session the first time."""
     binding = request.session.get(BROWSER_BINDING_SESSION_KEY)
     if not isinstance(binding, str):
         binding = secrets.token_urlsafe(32)
         request.session[BROWSER_BINDING_SESSION_KEY] = binding
-    authorize_url = services.begin_authorization(customer_identifier=customer_identifier, browser_binding=binding)
-    return HttpResponseRedirect(authorize_url)
+    return binding
 
 
 @require_GET
@@ -79,31 +105,31 @@ def authorize(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _page(request, 400, "Malformed response from Klaviyo", first_error(form))
     data = form.cleaned_data
+    binding = request.session.get(BROWSER_BINDING_SESSION_KEY)
     if data["error"]:
-        if data["error"] == "access_denied":
-            return _page(
-                request, 403, "Connection declined", "The Klaviyo account was not connected: access was denied."
-            )
-        detail = data["error_description"] or "no description"
-        return _page(request, 400, "Klaviyo did not connect", f"Klaviyo reported {data['error']}: {detail}")
+        declined = services.decline_authorization(
+            state=data["state"],
+            error=data["error"],
+            error_description=data["error_description"],
+            browser_binding=binding,
+        )
+        if declined.return_url:
+            return HttpResponseRedirect(declined.return_url)
+        raise AuthorizationRefused.for_code(data["error"])
     if not data["code"] or not data["state"]:
         return _page(request, 400, "Incomplete response from Klaviyo", "Both code and state are required.")
-    connected = services.complete_authorization(
-        state=data["state"], code=data["code"], browser_binding=request.session.get(BROWSER_BINDING_SESSION_KEY)
-    )
-    return render(request, "oauth_integration/connected.html", {"connected": connected})
+    connected = services.complete_authorization(state=data["state"], code=data["code"], browser_binding=binding)
+    if connected.return_url:
+        return HttpResponseRedirect(connected.return_url)
+    return render(request, "oauth_integration/connected.html", {"connected": connected, "sandbox": conf.sandbox})
 
 
 @require_GET
 @never_cache
 @answers_errors(json_problem)
 def profiles(request: HttpRequest, customer_identifier: str) -> HttpResponse:
-    """One page of the customer's Klaviyo profiles, as Klaviyo's JSON:API body."""
-    if not conf.relaxed:
-        if not request.user.is_authenticated:
-            raise NotAuthenticated("Log in as a staff user to read profiles.")
-        if not request.user.is_staff:
-            raise PermissionMissing("Only staff users can read profiles.")
+    """One page of the customer's Klaviyo profiles, as Klaviyo's JSON:API body (``view_oauthtoken``)."""
+    access.require(request.user, access.VIEW_CONNECTIONS)
     validate_customer_identifier(customer_identifier)
     form = ProfilesQueryForm(request.GET)
     if not form.is_valid():
@@ -116,10 +142,10 @@ def profiles(request: HttpRequest, customer_identifier: str) -> HttpResponse:
     return HttpResponse(body, content_type="application/json")
 
 
-@require_GET
+@require_safe
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database answers, 503 otherwise."""
+    """200 when the database answers, 503 otherwise (GET and HEAD)."""
     if services.database_is_up():
         return JsonResponse({"status": "ok"})
     return JsonResponse({"status": "database unavailable"}, status=503)

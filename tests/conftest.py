@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import responses
+from django.contrib.auth.models import Permission
 from django.core.cache import cache
-from django.test import override_settings
+from django.http import HttpResponse
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from oauth_integration.klaviyo import TokenGrant
@@ -59,7 +62,7 @@ def _klaviyo_settings(settings):
     settings.KLAVIYO_REFRESH_MARGIN_SECONDS = 60
     settings.KLAVIYO_MAX_RETRIES = 2
     settings.KLAVIYO_RETRY_MAX_WAIT = 10.0
-    settings.KLAVIYO_START_LINK_MAX_AGE = 3600
+    settings.KLAVIYO_START_LINK_MAX_AGE = 600
     settings.KLAVIYO_REFRESH_FAILURE_COOLDOWN = 5.0
     settings.TOKEN_ENCRYPTION_KEY = TEST_KEY
     settings.TOKEN_ENCRYPTION_KEY_FALLBACKS = []
@@ -131,3 +134,23 @@ def grant(access: str = "at-new", refresh: str | None = "rt-new", seconds: int =
     return TokenGrant(
         access_token=access, refresh_token=refresh, expires_at=timezone.now() + timedelta(seconds=seconds), scopes=""
     )
+
+
+def open_start_link(client: Client, link: str) -> HttpResponse:
+    """Open a start link as a person does: its page (which changes nothing), then its button.
+
+    Returns the button's answer: the redirect to Klaviyo, or why the link was refused.
+    """
+    parts = urlsplit(link)
+    path = f"{parts.path}?{parts.query}"
+    page = client.get(path)
+    assert page.status_code == 200, page.status_code
+    return client.post(path)
+
+
+def grant_permissions(user: Any, *codenames: str) -> Any:
+    """Give ``user`` the app's permissions named by codename (view_oauthtoken, connect_customer)."""
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="oauth_integration", codename__in=codenames)
+    )
+    return user

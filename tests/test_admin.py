@@ -16,7 +16,15 @@ from oauth_integration import pkce, services
 from oauth_integration.exceptions import TokenDecryptionError
 from oauth_integration.links import build_start_link
 from oauth_integration.models import ConnectionEvent, ConnectionStatus, FailureReason, OAuthToken, PkceCode
-from tests.conftest import ACCOUNTS_URL, OTHER_KEY, REVOKE_URL, TOKEN_URL, accounts_body, token_body
+from tests.conftest import (
+    ACCOUNTS_URL,
+    OTHER_KEY,
+    REVOKE_URL,
+    TOKEN_URL,
+    accounts_body,
+    open_start_link,
+    token_body,
+)
 
 pytestmark = [
     pytest.mark.django_db,
@@ -631,7 +639,7 @@ def test_reconnecting_through_start_again_shows_in_the_history(
         post_action(admin_client, "refresh_now", row)
     assert OAuthToken.objects.get(pk=row.pk).status == previous
 
-    started = client.get(build_start_link("cust-1", absolute=False))
+    started = open_start_link(client, build_start_link("cust-1"))
     assert started.status_code == 302
     query = parse_qs(urlsplit(started["Location"]).query)
     verifier = PkceCode.objects.get(customer_identifier="cust-1").code_verifier
@@ -656,6 +664,8 @@ def test_reconnecting_through_start_again_shows_in_the_history(
         match=[matchers.header_matcher({"Authorization": "Bearer at-cust-1-again"})],
         json=accounts_body("ACC999", "New Store"),
     )
+    if previous == "needs_reauthorization":  # its refresh token may still be live: revoked at Klaviyo
+        revoke_mock(mocked_responses, "rt-cust-1")
     connected = client.get("/authorize", {"code": "code-again", "state": query["state"][0]})
     assert connected.status_code == 200
 
@@ -668,7 +678,10 @@ def test_reconnecting_through_start_again_shows_in_the_history(
     assert "from ACC123 to ACC999" in history
     assert f"Klaviyo account New Store (ACC999); was {previous}" in history
     assert "New Store (ACC999)" in listing.content.decode()
-    assert kinds("cust-1")[:2] == [Kind.ACCOUNT_CHANGED, Kind.RECONNECTED]
+    newest = [Kind.ACCOUNT_CHANGED, Kind.RECONNECTED]
+    assert kinds("cust-1")[:3] == (
+        [Kind.REVOKED, *newest] if previous == "needs_reauthorization" else [*newest, Kind.REVOKED]
+    )
     assert OAuthToken.objects.get(pk=row.pk).status == ConnectionStatus.ACTIVE
     for response in (page, listing):
         assert_shows_no_secret(response.content.decode(), [*secrets_of("cust-1"), "at-cust-1-again", verifier])

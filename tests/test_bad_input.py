@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from oauth_integration import services
 from oauth_integration.links import build_start_link
 from oauth_integration.models import ConnectionEvent, OAuthToken, PkceCode
-from tests.conftest import ACCOUNTS_URL, TOKEN_URL, accounts_body, token_body
+from tests.conftest import ACCOUNTS_URL, TOKEN_URL, accounts_body, grant_permissions, open_start_link, token_body
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +31,7 @@ MODES = ["strict", "debug", "sandbox"]
 
 @pytest.fixture(params=MODES)
 def mode(request, settings):
-    """strict: production rules (signed /start links, staff-only /profiles); debug and sandbox: relaxed."""
+    """strict and debug: production rules (signed /start links, /profiles by permission); sandbox: relaxed."""
     settings.DEBUG = request.param == "debug"
     settings.KLAVIYO_SANDBOX = request.param == "sandbox"
     return request.param
@@ -67,13 +67,13 @@ def snapshot() -> tuple:
 def staff_client(db):
     user = get_user_model().objects.create_user("staff", is_staff=True)
     client = Client()
-    client.force_login(user)
+    client.force_login(grant_permissions(user, "view_oauthtoken"))
     return client
 
 
 def reader(mode: str, client: Client, staff_client: Client) -> Client:
-    """Who may read /profiles in this mode: anyone when relaxed, staff otherwise."""
-    return staff_client if mode == "strict" else client
+    """Who may read /profiles in this mode: anyone in sandbox mode, staff allowed to view otherwise."""
+    return client if mode == "sandbox" else staff_client
 
 
 def assert_refused(client: Client, method: str, url: str, expected: int, world) -> None:
@@ -134,13 +134,10 @@ def token_of(link: str) -> str:
     return parse_qs(urlsplit(link).query)["token"][0]
 
 
-class _PastSigner(signing.TimestampSigner):
-    def timestamp(self) -> str:
-        return signing.b62_encode(int(time.time()) - 120)
-
-
 def expired_token() -> str:
-    return _PastSigner(salt="oauth_integration.start-link").sign_object(CONNECTED)
+    """A correctly signed link for CONNECTED whose expiry passed two minutes ago."""
+    payload = {"c": CONNECTED, "i": "expired-link-id0", "e": int(time.time()) - 120}
+    return signing.dumps(payload, salt="oauth_integration.start-link.v2", compress=False)
 
 
 START_TOKENS = [
@@ -158,10 +155,11 @@ START_TOKENS = [
 ]
 
 
+@pytest.mark.parametrize("method", ["get", "post"])
 @pytest.mark.parametrize("query", START_TOKENS)
-def test_start_refuses_unsigned_tampered_and_expired_links_in_strict_mode(client, world, settings, query):
+def test_start_refuses_unsigned_tampered_and_expired_links_in_strict_mode(client, world, settings, query, method):
     settings.KLAVIYO_START_LINK_MAX_AGE = 60
-    assert_refused(client, "get", f"/start/{CONNECTED}?{query()}", 403, world)
+    assert_refused(client, method, f"/start/{CONNECTED}?{query()}", 403, world)
 
 
 def test_start_refuses_a_nul_in_the_token(client, world):
@@ -214,8 +212,7 @@ def test_authorize_names_a_repeated_parameter(client, world):
 
 def test_a_state_from_another_browser_leaves_the_real_authorization_usable(client, world):
     browser = Client()
-    link = urlsplit(build_start_link(CONNECTED))
-    location = browser.get(f"{link.path}?{link.query}")["Location"]
+    location = open_start_link(browser, build_start_link(CONNECTED))["Location"]
     state = parse_qs(urlsplit(location).query)["state"][0]
 
     assert_refused(client, "get", f"/authorize?code=stolen&state={state}", 400, world)
@@ -227,8 +224,7 @@ def test_a_state_from_another_browser_leaves_the_real_authorization_usable(clien
 
 
 def test_a_completed_authorization_cannot_be_replayed(client, world):
-    link = urlsplit(build_start_link("newcomer"))
-    location = client.get(f"{link.path}?{link.query}")["Location"]
+    location = open_start_link(client, build_start_link("newcomer"))["Location"]
     state = parse_qs(urlsplit(location).query)["state"][0]
     world.post(TOKEN_URL, json=token_body(access="at-first", refresh="rt-first"))
     world.get(ACCOUNTS_URL, json=accounts_body())
@@ -307,7 +303,8 @@ def test_profiles_needs_staff_in_strict_mode_whatever_the_input(client, world, q
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("post", f"/start/{CONNECTED}"),
+        ("put", f"/start/{CONNECTED}"),
+        ("post", "/authorize?code=a&state=b"),
         ("put", "/authorize?code=a&state=b"),
         ("delete", f"/profiles/{CONNECTED}"),
         ("post", "/healthz"),

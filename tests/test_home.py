@@ -8,19 +8,20 @@ from django.utils import timezone
 from oauth_integration import services
 from oauth_integration.links import verify_start_link
 from oauth_integration.models import ConnectionStatus, FailureReason
+from tests.conftest import grant_permissions
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def relaxed(settings):
-    settings.DEBUG = True
+    settings.KLAVIYO_SANDBOX = True
 
 
 @pytest.fixture
 def staff_client(client):
     user = get_user_model().objects.create_user("staff", password="pw-for-tests", is_staff=True)
-    client.force_login(user)
+    client.force_login(grant_permissions(user, "view_oauthtoken", "connect_customer"))
     return client
 
 
@@ -65,7 +66,7 @@ def test_home_lists_connections_with_status_and_links_but_no_tokens(client, rela
     assert "Northwind Outfitters" in html
     assert "Revoked" in html
     assert 'href="/profiles/shop-1"' in html
-    assert 'href="/start/shop-2?token=' in html
+    assert 'href="/?customer=shop-2"' in html  # a fresh link is made on click
     assert "at-shop-1" not in html
     assert "rt-shop-1" not in html
 
@@ -90,7 +91,7 @@ def test_home_announces_sandbox_mode(client, settings):
     assert "SANDBOX MODE" in html
 
 
-def test_home_outside_debug_and_sandbox_asks_anonymous_users_to_log_in(client, make_connection):
+def test_home_outside_sandbox_asks_anonymous_users_to_log_in_without_development_hints(client, make_connection):
     make_connection("secret-shop")
     response = client.get("/", {"customer": "someone"})
     html = response.content.decode()
@@ -98,21 +99,26 @@ def test_home_outside_debug_and_sandbox_asks_anonymous_users_to_log_in(client, m
     assert 'href="/admin/login/?next=/"' in html
     assert "secret-shop" not in html
     assert 'name="customer"' not in html
+    assert "createsuperuser" not in html
+    assert ".venv" not in html
 
 
-def test_home_outside_debug_and_sandbox_is_for_staff_only(client, make_connection):
+def test_home_outside_sandbox_is_for_users_with_permissions_only(client, make_connection):
     make_connection("secret-shop")
     user = get_user_model().objects.create_user("plain", password="pw-for-tests")
     client.force_login(user)
-    assert "secret-shop" not in client.get("/").content.decode()
+    response = client.get("/")
+    assert response.status_code == 403
+    assert "secret-shop" not in response.content.decode()
 
 
-def test_home_outside_debug_and_sandbox_gives_staff_signed_links_only(staff_client, make_connection):
+def test_home_outside_sandbox_gives_permitted_staff_signed_links_only(staff_client, make_connection):
     make_connection("shop-1")
     html = staff_client.get("/").content.decode()
     assert "shop-1" in html
-    assert 'href="/start/shop-1?token=' in html
-    assert 'href="/start/shop-1"' not in html
+    assert "createsuperuser" not in html
+    assert 'href="/start/shop-1' not in html
     response = staff_client.get("/", {"customer": "new-shop"})
     assert response.status_code == 302
-    verify_start_link("new-shop", start_token(response["Location"]))
+    link = verify_start_link("new-shop", start_token(response["Location"]))
+    assert link.user_id == str(get_user_model().objects.get(username="staff").pk)

@@ -29,7 +29,17 @@ from oauth_integration.klaviyo import TokenGrant
 from oauth_integration.links import build_start_link
 from oauth_integration.logs import ContextFilter, JsonFormatter
 from oauth_integration.models import ConnectionEvent, ConnectionStatus, OAuthToken, PkceCode
-from tests.conftest import ACCOUNTS_URL, PROFILES_URL, REVOKE_URL, TOKEN_URL, accounts_body, profiles_body, token_body
+from tests.conftest import (
+    ACCOUNTS_URL,
+    PROFILES_URL,
+    REVOKE_URL,
+    TOKEN_URL,
+    accounts_body,
+    grant_permissions,
+    open_start_link,
+    profiles_body,
+    token_body,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)  # refresh_tokens runs worker threads
 
@@ -111,6 +121,12 @@ def exception_text(exceptions: list[BaseException]) -> str:
     return "\n".join(parts)
 
 
+def last_code_verifier(mocked_responses) -> str:
+    """The PKCE verifier sent with the latest code exchange."""
+    forms = (parse_qs(call.request.body) for call in reversed(mocked_responses.calls) if call.request.body)
+    return next(form["code_verifier"][0] for form in forms if "code_verifier" in form)
+
+
 def test_no_secret_leaks_from_full_flows(settings, mocked_responses, log_capture, raised):
     values = {name: secret(name) for name in ("client-secret", "code-1", "code-2", "code-3")}
     values |= {f"{kind}-{i}": secret(kind) for kind in ("access", "refresh") for i in range(1, 8)}
@@ -130,11 +146,15 @@ def test_no_secret_leaks_from_full_flows(settings, mocked_responses, log_capture
 
     browser = Client()
     staff = Client()
-    staff.force_login(get_user_model().objects.create_user("staff", is_staff=True))
+    staff.force_login(
+        grant_permissions(get_user_model().objects.create_user("staff", is_staff=True), "view_oauthtoken")
+    )
+    link_tokens: list[str] = []  # the signed part of each start link
 
     def connect(code: str, tokens: int) -> None:
-        link = urlsplit(build_start_link(CUSTOMER))
-        location = keep(browser.get(f"{link.path}?{link.query}"))["Location"]
+        link = build_start_link(CUSTOMER)
+        link_tokens.append(parse_qs(urlsplit(link).query)["token"][0])
+        location = keep(open_start_link(browser, link))["Location"]
         state = parse_qs(urlsplit(location).query)["state"][0]
         mocked_responses.post(TOKEN_URL, json=grant_body(tokens))
         mocked_responses.get(ACCOUNTS_URL, json=accounts_body())
@@ -184,15 +204,19 @@ def test_no_secret_leaks_from_full_flows(settings, mocked_responses, log_capture
     assert OAuthToken.objects.get(customer_identifier=CUSTOMER).status == ConnectionStatus.NEEDS_REAUTHORIZATION
 
     # Reconnect and disconnect (revoke works), reconnect and disconnect (revoke fails).
+    mocked_responses.post(  # the reconnect revokes the refresh token it replaces
+        REVOKE_URL,
+        match=[matchers.urlencoded_params_matcher({"token": values["refresh-4"], "token_type_hint": "refresh_token"})],
+    )
     connect("code-2", tokens=5)
-    verifiers.append(parse_qs(mocked_responses.calls[-2].request.body)["code_verifier"][0])
+    verifiers.append(last_code_verifier(mocked_responses))
     mocked_responses.post(
         REVOKE_URL,
         match=[matchers.urlencoded_params_matcher({"token": values["refresh-5"], "token_type_hint": "refresh_token"})],
     )
     texts.append(repr(services.disconnect(customer_identifier=CUSTOMER)))
     connect("code-3", tokens=6)
-    verifiers.append(parse_qs(mocked_responses.calls[-2].request.body)["code_verifier"][0])
+    verifiers.append(last_code_verifier(mocked_responses))
     mocked_responses.post(REVOKE_URL, status=500, body=values["refresh-6"])
     texts.append(repr(services.disconnect(customer_identifier=CUSTOMER)))
 
@@ -208,8 +232,7 @@ def test_no_secret_leaks_from_full_flows(settings, mocked_responses, log_capture
     texts += [repr(row), str(row), repr(row.access_token), repr(row.refresh_token)]
     texts.append(repr(services.token_storage.retrieve(CUSTOMER)))
     texts.append(repr(TokenGrant(values["access-1"], values["refresh-1"], timezone.now(), "accounts:read")))
-    link = urlsplit(build_start_link(CUSTOMER))
-    state = parse_qs(urlsplit(keep(browser.get(f"{link.path}?{link.query}"))["Location"]).query)["state"][0]
+    state = parse_qs(urlsplit(keep(open_start_link(browser, build_start_link(CUSTOMER)))["Location"]).query)["state"][0]
     pending = services.pkce_storage.retrieve(state)
     texts += [repr(pending), repr(PkceCode.objects.get()), repr(PkceCode.objects.get().code_verifier)]
     verifiers.append(pending.code_verifier)
@@ -220,6 +243,7 @@ def test_no_secret_leaks_from_full_flows(settings, mocked_responses, log_capture
         "encryption-key": settings.TOKEN_ENCRYPTION_KEY,
         "basic-auth": base64.b64encode(f"client-id:{values['client-secret']}".encode()).decode(),
         **{f"code-verifier-{i}": verifier for i, verifier in enumerate(verifiers)},
+        **{f"start-link-signature-{i}": token.rsplit(":", 1)[1] for i, token in enumerate(link_tokens)},
     }
     logs = "\n".join([*log_capture.lines, *log_capture.json_lines])
     json_records = [json.loads(line) for line in log_capture.json_lines]

@@ -18,7 +18,16 @@ from oauth_integration.exceptions import (
     TokenNotFound,
 )
 from oauth_integration.models import ConnectionEvent, ConnectionStatus, FailureReason, OAuthToken
-from tests.conftest import ACCOUNTS_URL, PROFILES_URL, REVOKE_URL, TOKEN_URL, accounts_body, profiles_body, token_body
+from tests.conftest import (
+    ACCOUNTS_URL,
+    PROFILES_URL,
+    REVOKE_URL,
+    TOKEN_URL,
+    accounts_body,
+    grant_permissions,
+    profiles_body,
+    token_body,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -322,7 +331,9 @@ def test_a_caller_waits_for_another_workers_refresh_no_longer_than_the_setting(m
     with pytest.raises(RefreshInProgress):
         services.get_profiles(customer_identifier="cust-1")
     assert 0.4 <= clock.monotonic() - started < 2
-    client.force_login(get_user_model().objects.create_user("staff", is_staff=True))
+    client.force_login(
+        grant_permissions(get_user_model().objects.create_user("staff", is_staff=True), "view_oauthtoken")
+    )
     response = client.get("/profiles/cust-1")
     assert (response.status_code, response["Retry-After"]) == (503, "5")
     assert OAuthToken.objects.get().refresh_lease_owner == "other-worker"  # its refresh carries on

@@ -14,6 +14,11 @@ def when(value: datetime | None) -> str:
     return formats.date_format(timezone.localtime(value), "DATETIME_FORMAT") if value else ""
 
 
+def short_when(value: datetime | None) -> str:
+    """A date and time in as little width as lists need: 2026-07-15 14:03 ("" for none)."""
+    return formats.date_format(timezone.localtime(value), "Y-m-d H:i") if value else ""
+
+
 class ReadOnlyAdminMixin:
     """Rows come from the services (connect, refresh, history), never from a form."""
 

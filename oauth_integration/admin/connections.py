@@ -13,27 +13,31 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import Q, QuerySet
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.templatetags.static import static
-from django.utils import timezone
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
-from oauth_integration import services
-from oauth_integration.admin.base import ReadOnlyAdminMixin, when
+from oauth_integration import access, services
+from oauth_integration.admin.base import ReadOnlyAdminMixin, short_when, when
+from oauth_integration.admin.filters import ACCESS_EXPIRED_LABEL, ConnectionStatusFilter, ScopesFilter
+from oauth_integration.conf import conf
 from oauth_integration.exceptions import OAuthIntegrationError
 from oauth_integration.http_errors import problem_for
+from oauth_integration.links import build_start_link
 from oauth_integration.models import ConnectionEvent, ConnectionStatus, OAuthToken
 
 # Each selected connection costs one or two calls to Klaviyo within the request.
 MAX_CONNECTIONS_PER_ACTION = 50
 # Events shown on a connection's page; the rest are one link away.
 HISTORY_LENGTH = 50
-
-ACCESS_EXPIRED = "access_expired"
-ACCESS_EXPIRED_LABEL = "Access expired, will refresh"
+# The actions also offered as buttons on a connection's own page.
+PAGE_ACTIONS = ("refresh_now", "test_connection", "revoke_and_disconnect")
 
 
 class RecentHistoryFormSet(BaseInlineFormSet):
@@ -55,58 +59,29 @@ class ConnectionEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     extra = 0
 
 
-class ConnectionStatusFilter(admin.SimpleListFilter):
-    """The stored status, with active connections split by whether their access token has expired."""
-
-    title = "status"
-    parameter_name = "status"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [
-            (ConnectionStatus.ACTIVE, ConnectionStatus.ACTIVE.label),
-            (ACCESS_EXPIRED, ACCESS_EXPIRED_LABEL),
-            (ConnectionStatus.NEEDS_REAUTHORIZATION, ConnectionStatus.NEEDS_REAUTHORIZATION.label),
-            (ConnectionStatus.REVOKED, ConnectionStatus.REVOKED.label),
-        ]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> QuerySet[OAuthToken]:
-        value = self.value()
-        now = timezone.now()
-        if value == ConnectionStatus.ACTIVE:
-            return queryset.filter(status=ConnectionStatus.ACTIVE, expires_at__gt=now)
-        if value == ACCESS_EXPIRED:
-            return queryset.filter(status=ConnectionStatus.ACTIVE).filter(
-                Q(expires_at__lte=now) | Q(expires_at__isnull=True)
-            )
-        if value in (ConnectionStatus.NEEDS_REAUTHORIZATION, ConnectionStatus.REVOKED):
-            return queryset.filter(status=value)
-        return queryset
-
-
 @admin.register(OAuthToken)
 class OAuthTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    # Eight facts in six columns, so that the list fits a 1280 px window beside the filters.
     list_display = (
         "customer_identifier",
-        "connection_status",
+        "status_and_last_failure",
         "klaviyo_account",
-        "scopes",
+        "granted_scopes",
         "access_expires",
-        "last_refreshed_at",
-        "last_failure",
-        "connected_at",
+        "connected",
     )
-    list_filter = (ConnectionStatusFilter,)
+    list_filter = (ConnectionStatusFilter, ScopesFilter)
     search_fields = ("customer_identifier", "klaviyo_account_id", "klaviyo_account_name")
     search_help_text = "Search by customer identifier, Klaviyo account id or Klaviyo account name."
     ordering = ("customer_identifier",)
     # Only indexed columns can be sorted on: the changelist stays fast with 100,000 rows.
-    sortable_by = ("customer_identifier", "access_expires", "last_refreshed_at", "connected_at")
+    sortable_by = ("customer_identifier", "access_expires", "connected")
     list_per_page = 50
     show_full_result_count = False
-    actions = ("revoke_and_disconnect", "refresh_now", "test_connection")
+    actions = ("revoke_and_disconnect", "refresh_now", "test_connection", "show_start_links")
     fieldsets = (
         (None, {"fields": ("customer_identifier", "connection_status", "klaviyo_account_id", "klaviyo_account_name")}),
-        ("Tokens", {"fields": ("scopes", "expires_at", "last_refreshed_at", "connected_at", "updated_at")}),
+        ("Tokens", {"fields": ("granted_scopes", "expires_at", "last_refreshed_at", "connected_at", "updated_at")}),
         ("Last failure", {"fields": ("failure_reason", "failure_detail", "failed_at")}),
     )
     readonly_fields = (
@@ -114,7 +89,7 @@ class OAuthTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "connection_status",
         "klaviyo_account_id",
         "klaviyo_account_name",
-        "scopes",
+        "granted_scopes",
         "expires_at",
         "last_refreshed_at",
         "connected_at",
@@ -137,6 +112,10 @@ class OAuthTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     class Media:
         css = {"all": ("oauth_integration/admin.css",)}
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        # The list needs the width the admin's navigation sidebar would take (the breadcrumbs remain).
+        return super().changelist_view(request, {**(extra_context or {}), "is_nav_sidebar_enabled": False})
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[OAuthToken]:
         return super().get_queryset(request).defer("access_token", "refresh_token")
 
@@ -145,6 +124,34 @@ class OAuthTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def has_manage_permission(self, request: HttpRequest) -> bool:
         """Who may run the actions: users allowed to change connections."""
         return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    def has_connect_permission(self, request: HttpRequest) -> bool:
+        """Who may make start links: users with the connect_customer permission."""
+        return request.user.has_perm(access.CONNECT_CUSTOMER)
+
+    # --- a connection's own page: the actions as buttons ----------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        run = self.admin_site.admin_view(require_POST(self.run_page_action))
+        return [path("<int:object_id>/run/", run, name="oauth_integration_oauthtoken_run"), *super().get_urls()]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        buttons = [(name, getattr(self, name).short_description) for name in PAGE_ACTIONS]
+        context = {**(extra_context or {}), "page_actions": buttons if self.has_manage_permission(request) else []}
+        return super().change_view(request, object_id, form_url, context)
+
+    def run_page_action(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """A button on a connection's page: the same action as on the list, for this one connection."""
+        name = request.POST.get("action", "")
+        if name not in PAGE_ACTIONS or not self.has_manage_permission(request):
+            raise PermissionDenied
+        selected = self.get_queryset(request).filter(pk=object_id)
+        if not selected.exists():
+            raise Http404
+        response = getattr(self, name)(request, selected)
+        return response or HttpResponseRedirect(reverse("admin:oauth_integration_oauthtoken_change", args=[object_id]))
 
     # --- columns ---------------------------------------------------------------------------
 
@@ -173,19 +180,37 @@ class OAuthTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return self.get_empty_value_display()
         return format_html("{} ({})", obj.klaviyo_account_name or "?", obj.klaviyo_account_id or "unknown id")
 
+    @admin.display(description="Scopes")
+    def granted_scopes(self, obj: OAuthToken) -> str:
+        missing = obj.missing_scopes(conf.required_scopes)
+        if not missing:
+            return obj.scopes or self.get_empty_value_display()
+        return format_html('{}<br><strong class="needs-scopes">needs {}</strong>', obj.scopes, " ".join(missing))
+
     @admin.display(description="Access token expires", ordering="expires_at")
     def access_expires(self, obj: OAuthToken) -> str:
-        return when(obj.expires_at) or self.get_empty_value_display()
+        expires = short_when(obj.expires_at) or self.get_empty_value_display()
+        if obj.last_refreshed_at is None:
+            return expires
+        return format_html("{}<br><small>refreshed {}</small>", expires, short_when(obj.last_refreshed_at))
 
-    @admin.display(description="Last failure")
-    def last_failure(self, obj: OAuthToken) -> str:
+    @admin.display(description="Connected", ordering="connected_at")
+    def connected(self, obj: OAuthToken) -> str:
+        return short_when(obj.connected_at)
+
+    @admin.display(description="Status")
+    def status_and_last_failure(self, obj: OAuthToken) -> str:
+        """The status, then the last failure (its reason, what Klaviyo said, when), if any."""
+        status = self.connection_status(obj)
         if not obj.failure_reason:
-            return self.get_empty_value_display()
+            return status
+        reason = "" if obj.status == ConnectionStatus.NEEDS_REAUTHORIZATION else obj.get_failure_reason_display()
         return format_html(
-            "<strong>{}</strong><br>{}<br><small>{}</small>",
-            obj.get_failure_reason_display(),
+            '{}<div class="last-failure">{}<small>{} ({})</small></div>',
+            status,
+            format_html("<strong>{}</strong><br>", reason) if reason else "",
             obj.failure_detail,
-            when(obj.failed_at),
+            short_when(obj.failed_at),
         )
 
     # --- actions: each calls one service per selected customer ---------------------------------
@@ -278,6 +303,26 @@ class OAuthTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             failed="test failed",
             report=lambda text: (messages.SUCCESS, text),
         )
+
+    @admin.action(description="Show fresh start links", permissions=["connect"])
+    def show_start_links(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> TemplateResponse | None:
+        """Single-use links for the selected customers to connect again (for new scopes, say)."""
+        selected = self._selected(request, queryset)
+        if not selected:
+            return None
+        links = [
+            (row, row.missing_scopes(conf.required_scopes), build_start_link(row.customer_identifier))
+            for row in selected
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Fresh start links",
+            "subtitle": None,
+            "opts": self.opts,
+            "links": links,
+            "minutes": conf.start_link_max_age // 60,
+        }
+        return TemplateResponse(request, "admin/oauth_integration/oauthtoken/start_links.html", context)
 
 
 def _disconnected(result: services.Disconnected) -> tuple[int, str]:

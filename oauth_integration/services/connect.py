@@ -6,15 +6,25 @@ import logging
 import secrets
 from dataclasses import dataclass
 
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from oauth_integration import pkce, signals
 from oauth_integration.conf import conf
-from oauth_integration.exceptions import AuthorizationStateError, EncryptionKeyError, KlaviyoError, TokenDecryptionError
+from oauth_integration.exceptions import (
+    AuthorizationStateError,
+    EncryptionKeyError,
+    InvalidStartLink,
+    KlaviyoError,
+    StartLinkUsed,
+    TokenDecryptionError,
+)
 from oauth_integration.klaviyo import account_id_and_name
 from oauth_integration.klaviyo import client as klaviyo
-from oauth_integration.models import ConnectionEvent, OAuthToken
+from oauth_integration.links import StartLink, return_to
+from oauth_integration.models import ConnectionEvent, OAuthToken, PkceCode, UsedStartLink
+from oauth_integration.services.refresh import revoke_quietly
 from oauth_integration.storage import pkce_storage, token_storage
 from oauth_integration.validators import validate_customer_identifier
 
@@ -29,22 +39,49 @@ def list_connections(*, limit: int = 500) -> QuerySet[OAuthToken]:
     ]
 
 
-def begin_authorization(*, customer_identifier: str, browser_binding: str) -> str:
-    """Start connecting a customer: remember a PKCE verifier under a random state.
+def missing_scopes(*, customer_identifier: str) -> list[str]:
+    """The scopes in KLAVIYO_SCOPES that this customer has not granted (every one when not connected).
+
+    A host product shows a "reconnect Klaviyo" prompt (a fresh start link) while this is not empty.
+    """
+    connection = OAuthToken.objects.of(customer_identifier).active().only("scopes").first()
+    granted = connection if connection is not None else OAuthToken(scopes="")
+    return granted.missing_scopes(conf.required_scopes)
+
+
+def begin_authorization(*, customer_identifier: str, browser_binding: str, link: StartLink | None = None) -> str:
+    """Start connecting a customer: use the start link up, remember a PKCE verifier under a random state.
 
     ``browser_binding`` is a secret kept in the browser's session; the callback must
-    present the same one. Returns Klaviyo's authorize URL to redirect the browser to.
+    present the same one. ``link``: the verified start link (None: an unsigned one, as in
+    sandbox mode); a signed link is used once only. This browser and this link keep a
+    bounded number of pending authorizations: the oldest beyond the caps are dropped.
+    Returns Klaviyo's authorize URL to redirect the browser to. Raises StartLinkUsed.
     """
     validate_customer_identifier(customer_identifier)
+    link = link or StartLink(customer_identifier)
+    if link.customer_identifier != customer_identifier:
+        raise InvalidStartLink("This link was issued for a different customer.")
     verifier = pkce.new_code_verifier()
     state = pkce.new_state()
-    pkce_storage.save(
-        state,
-        customer_identifier=customer_identifier,
-        code_verifier=verifier,
-        browser_binding=browser_binding,
-        expires_at=timezone.now() + conf.pkce_lifetime,
-    )
+    with transaction.atomic():
+        if link.link_id and not UsedStartLink.objects.use(link.link_id, expires_at=link.expires_at or timezone.now()):
+            raise StartLinkUsed("This link was already used. Ask the site that sent you for a new one.")
+        PkceCode.objects.make_room(
+            browser_binding_hash=pkce.digest(browser_binding),
+            link_key=link.key,
+            per_browser=conf.max_pending_per_browser,
+            per_link=conf.max_pending_per_link,
+        )
+        pkce_storage.save(
+            state,
+            customer_identifier=customer_identifier,
+            code_verifier=verifier,
+            browser_binding=browser_binding,
+            expires_at=timezone.now() + conf.pkce_lifetime,
+            link_key=link.key,
+            return_url=link.return_url,
+        )
     return klaviyo.authorize_url(state=state, code_challenge=pkce.code_challenge(verifier))
 
 
@@ -54,25 +91,18 @@ class Connected:
     klaviyo_account_id: str
     klaviyo_account_name: str
     reconnected: bool
+    return_url: str = ""  # where to send the browser, with the outcome added ("": show our own page)
 
 
 def complete_authorization(*, state: str, code: str, browser_binding: str | None) -> Connected:
     """Finish connecting: consume the state (once), exchange the code, store the tokens.
 
-    Raises AuthorizationStateError (unknown, expired, replayed or foreign state: nothing
-    stored), InvalidGrant (code rejected) or KlaviyoError (nothing stored).
+    A reconnect that replaces a refresh token revokes the previous one at Klaviyo (best
+    effort; the outcome is recorded in the history). Raises AuthorizationStateError
+    (unknown, expired, replayed or foreign state: nothing stored), InvalidGrant (code
+    rejected) or KlaviyoError (nothing stored).
     """
-    pending = pkce_storage.retrieve(state)
-    if pending.is_expired():
-        pkce_storage.remove(state)
-        raise AuthorizationStateError("This authorization link expired; start again.")
-    if browser_binding is None or not secrets.compare_digest(
-        pending.browser_binding_hash, pkce.digest(browser_binding)
-    ):
-        raise AuthorizationStateError("This authorization was started in a different browser session.")
-    if not pkce_storage.remove(state):
-        raise AuthorizationStateError("This authorization link is unknown or was already used.")
-
+    pending = _take_pending(state, browser_binding)
     customer = pending.customer_identifier
     grant = klaviyo.exchange_code(code=code, code_verifier=str(pending.code_verifier))
     account_id, account_name = _fetch_account(grant.access_token)
@@ -87,11 +117,77 @@ def complete_authorization(*, state: str, code: str, browser_binding: str | None
             ConnectionEvent.objects.record(
                 customer, Event.ACCOUNT_CHANGED, f"from {previous.klaviyo_account_id} to {account_id}"
             )
+        _revoke_replaced(previous, grant.refresh_token)
     logger.info("Customer %s connected %s", customer, account, extra={"customer_identifier": customer})
     signals.send_after_commit(
         signals.connected, customer_identifier=customer, klaviyo_account_id=account_id, reconnected=previous is not None
     )
-    return Connected(customer, account_id, account_name, reconnected=previous is not None)
+    return_url = return_to(pending.return_url, status="connected", customer_identifier=customer)
+    return Connected(customer, account_id, account_name, reconnected=previous is not None, return_url=return_url)
+
+
+@dataclass(frozen=True)
+class Declined:
+    customer_identifier: str  # "" when the state named no pending authorization of this browser
+    return_url: str  # where to send the browser, with the outcome added ("": show our own page)
+
+
+def decline_authorization(*, state: str, error: str, error_description: str, browser_binding: str | None) -> Declined:
+    """Klaviyo sent the browser back with an OAuth ``error`` instead of a code.
+
+    The pending authorization of this browser with this state (if any) is ended, and its
+    return URL given back. ``error_description`` is only logged (it is whatever text the
+    link carried). Stores nothing.
+    """
+    try:
+        pending: PkceCode | None = _take_pending(state, browser_binding) if state else None
+    except AuthorizationStateError:
+        pending = None
+    customer = pending.customer_identifier if pending is not None else ""
+    logger.info(
+        "Klaviyo answered %s to the authorization of %s: %r", error, customer or "an unknown state", error_description
+    )
+    if pending is None:
+        return Declined("", "")
+    status = "declined" if error == "access_denied" else "failed"
+    return Declined(customer, return_to(pending.return_url, status=status, customer_identifier=customer))
+
+
+def _take_pending(state: str, browser_binding: str | None) -> PkceCode:
+    """The pending authorization for ``state``, begun in this browser, removed so it is used once.
+
+    Raises AuthorizationStateError (unknown, expired, replayed or from another browser).
+    """
+    pending = pkce_storage.retrieve(state)
+    if pending.is_expired():
+        pkce_storage.remove(state)
+        raise AuthorizationStateError("This authorization link expired; start again.")
+    if browser_binding is None or not secrets.compare_digest(
+        pending.browser_binding_hash, pkce.digest(browser_binding)
+    ):
+        raise AuthorizationStateError("This authorization was started in a different browser session.")
+    if not pkce_storage.remove(state):
+        raise AuthorizationStateError("This authorization link is unknown or was already used.")
+    return pending
+
+
+def _revoke_replaced(previous: OAuthToken, new_refresh_token: str | None) -> None:
+    """Revoke the refresh token a reconnect replaced, so that no old grant stays live."""
+    old, failure = _readable_refresh_token(previous)
+    if failure:
+        ConnectionEvent.objects.record(
+            previous.customer_identifier, Event.REVOKE_FAILED, f"previous refresh token not revoked: {failure}"
+        )
+    elif old and old != new_refresh_token:
+        revoke_quietly(previous.customer_identifier, old, what="previous refresh token")
+
+
+def _readable_refresh_token(connection: OAuthToken) -> tuple[str, str]:
+    """(the stored refresh token or "", why it could not be read or "")."""
+    try:
+        return str(connection.refresh_token or ""), ""
+    except (TokenDecryptionError, EncryptionKeyError) as exc:
+        return "", f"the stored token cannot be decrypted ({type(exc).__name__})"
 
 
 def _fetch_account(access_token: str) -> tuple[str, str]:
@@ -119,13 +215,10 @@ def disconnect(*, customer_identifier: str) -> Disconnected:
     Raises TokenNotFound.
     """
     connection = token_storage.retrieve(customer_identifier)
-    try:
-        refresh_token, failure = connection.refresh_token, ""
-    except (TokenDecryptionError, EncryptionKeyError) as exc:
-        refresh_token, failure = None, f"the stored token cannot be decrypted ({type(exc).__name__})"
+    refresh_token, failure = _readable_refresh_token(connection)
     if refresh_token:
         try:
-            klaviyo.revoke(refresh_token=str(refresh_token))
+            klaviyo.revoke(refresh_token=refresh_token)
         except KlaviyoError as exc:
             failure = str(exc)
             logger.warning(

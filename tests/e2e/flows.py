@@ -13,9 +13,16 @@ def start_connecting(page: Page, site: str, customer: str) -> None:
     expect(page.locator("#sandbox-notice")).to_contain_text("SANDBOX MODE")
     page.fill("#id_customer", customer)
     page.click("#connect")
+    confirm(page, customer)
     expect(page).to_have_url(re.compile(r"/sandbox/oauth/authorize\?"))
     expect(page.locator(".sandbox-banner")).to_contain_text("SANDBOX")
     expect(page.locator("#scopes")).to_contain_text("profiles:read")
+
+
+def confirm(page: Page, customer: str) -> None:
+    """The start link's page names the customer; its button goes on to Klaviyo."""
+    expect(page.locator("h1")).to_have_text(f"Connect Klaviyo to {customer}")
+    page.click("#continue")
 
 
 def connect(page: Page, site: str, customer: str, account: str) -> None:

@@ -104,7 +104,11 @@ def test_signed_link_to_klaviyo_and_back_then_staff_read_profiles(page, producti
     page.goto(f"{production_site}/start/prod-customer")
     expect(page.locator("h1")).to_have_text("This connect link is not valid")
 
-    page.goto(build_start_link("prod-customer"))
+    link = build_start_link("prod-customer")
+    page.goto(link)
+    expect(page.locator("#customer")).to_have_text("prod-customer")
+    assert PkceCode.objects.count() == 0  # opening the link changed nothing
+    page.click("#continue")
     expect(page).to_have_url(re.compile(re.escape(f"{klaviyo_elsewhere}/sandbox/oauth/authorize?")))
     pending = PkceCode.objects.get()
     (stored_verifier,) = raw("SELECT code_verifier FROM oauth_integration_pkcecode")[0]
@@ -121,7 +125,12 @@ def test_signed_link_to_klaviyo_and_back_then_staff_read_profiles(page, producti
     assert row.refresh_token not in stored
     assert not raw("SELECT * FROM oauth_integration_pkcecode")
 
-    # /profiles needs a staff login in production mode.
+    # The link worked once: opened again, it is refused with a clear page.
+    page.goto(link)
+    expect(page.locator("h1")).to_have_text("This connect link was already used")
+    expect(page.locator(".card")).to_contain_text("Ask the site that sent you for a new one")
+
+    # /profiles needs a login with the view permission in production mode.
     anonymous = page.request.get(f"{production_site}/profiles/prod-customer")
     assert anonymous.status == 401
     get_user_model().objects.create_superuser("staff", "staff@example.com", "correct-horse-battery")
@@ -129,3 +138,18 @@ def test_signed_link_to_klaviyo_and_back_then_staff_read_profiles(page, producti
     response = page.request.get(f"{production_site}/profiles/prod-customer?page_size=5")
     assert response.status == 200
     assert [p["id"] for p in response.json()["data"]] == [p.id for p in profiles_of(NORTHWIND)[:5]]
+
+
+def test_staff_without_the_permission_are_refused(page, production_site, make_connection):
+    make_connection("secret-shop")
+    get_user_model().objects.create_user("intern", "intern@example.com", "correct-horse-battery", is_staff=True)
+    log_in_to_admin(page, production_site, "intern", "correct-horse-battery", "/admin/")
+
+    page.goto(f"{production_site}/")
+    expect(page.locator("h1")).to_have_text("You do not have permission to do this.")
+    expect(page.locator("body")).not_to_contain_text("secret-shop")
+    page.goto(f"{production_site}/?customer=attacker-co")
+    expect(page.locator("h1")).to_have_text("You do not have permission to do this.")
+    response = page.request.get(f"{production_site}/profiles/secret-shop")
+    assert response.status == 403
+    assert response.json()["errors"][0]["code"] == "permission_denied"

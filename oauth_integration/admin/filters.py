@@ -1,0 +1,61 @@
+"""The connections list's filters: status (with expired access split out) and missing scopes."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from oauth_integration.conf import conf
+from oauth_integration.models import ConnectionStatus, OAuthToken
+
+ACCESS_EXPIRED = "access_expired"
+ACCESS_EXPIRED_LABEL = "Access expired, will refresh"
+NEEDS_NEW_SCOPES = "needs_new_scopes"
+
+
+class ConnectionStatusFilter(admin.SimpleListFilter):
+    """The stored status, with active connections split by whether their access token has expired."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [
+            (ConnectionStatus.ACTIVE, ConnectionStatus.ACTIVE.label),
+            (ACCESS_EXPIRED, ACCESS_EXPIRED_LABEL),
+            (ConnectionStatus.NEEDS_REAUTHORIZATION, ConnectionStatus.NEEDS_REAUTHORIZATION.label),
+            (ConnectionStatus.REVOKED, ConnectionStatus.REVOKED.label),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> QuerySet[OAuthToken]:
+        value = self.value()
+        now = timezone.now()
+        if value == ConnectionStatus.ACTIVE:
+            return queryset.filter(status=ConnectionStatus.ACTIVE, expires_at__gt=now)
+        if value == ACCESS_EXPIRED:
+            return queryset.filter(status=ConnectionStatus.ACTIVE).filter(
+                Q(expires_at__lte=now) | Q(expires_at__isnull=True)
+            )
+        if value in (ConnectionStatus.NEEDS_REAUTHORIZATION, ConnectionStatus.REVOKED):
+            return queryset.filter(status=value)
+        return queryset
+
+
+class ScopesFilter(admin.SimpleListFilter):
+    """Connections granted every scope now in KLAVIYO_SCOPES, or missing some (they must reconnect)."""
+
+    title = "scopes"
+    parameter_name = "scopes"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(NEEDS_NEW_SCOPES, "Needs new scopes"), ("complete", "Has every scope")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> QuerySet[OAuthToken]:
+        lacking = queryset.missing_any_scope(conf.required_scopes)  # type: ignore[attr-defined]
+        if self.value() == NEEDS_NEW_SCOPES:
+            return lacking
+        if self.value() == "complete":
+            return queryset.exclude(pk__in=lacking.values("pk"))
+        return queryset
