@@ -197,13 +197,18 @@ def expire(customer_identifier: str) -> None:
 
 
 def users() -> str:
-    """Create the bench's staff user (logged in) and superuser; return the staff session cookie."""
+    """Create the bench's staff user (logged in, allowed to read connections, as /profiles requires)
+    and superuser; return the staff session cookie."""
     from django.conf import settings
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
     from django.test import Client
 
     user_model = get_user_model()
     staff = user_model.objects.create_user("bench-staff", password=None, is_staff=True)
+    staff.user_permissions.add(
+        Permission.objects.get(codename="view_oauthtoken", content_type__app_label="oauth_integration")
+    )
     user_model.objects.create_superuser("bench-admin", "", None)
     browser = Client(HTTP_HOST=HOST)
     browser.force_login(staff)

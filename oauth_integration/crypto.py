@@ -114,12 +114,22 @@ def envelope_key_id(envelope: str) -> str:
 def decrypt(envelope: str, *, context: str) -> str:
     """Decrypt with whichever configured key made ``envelope``; verify it belongs to ``context``."""
     _, kid, payload = _split(envelope)
-    cipher = keyring().ciphers.get(kid)
-    if cipher is None:
+    if kid not in keyring().ciphers:
         raise TokenDecryptionError(
             f"Value for {context} was encrypted with key {kid}, which is neither "
             "TOKEN_ENCRYPTION_KEY nor one of TOKEN_ENCRYPTION_KEY_FALLBACKS"
         )
+    return _open(kid, payload, context)
+
+
+@functools.lru_cache(maxsize=4096)
+def _open(kid: str, payload: str, context: str) -> str:
+    # Remembered: the same envelope is read on every call to Klaviyo until its token changes.
+    # A key id names exactly one key, and a configured key decrypts a given envelope for a
+    # given context to one plaintext or to an error (errors are not remembered), so the
+    # answer stays right while the key is configured; decrypt() checks that first. Entries
+    # are keyed by the row's context: a value is never handed to another customer.
+    cipher = keyring().ciphers[kid]
     try:
         raw = base64.urlsafe_b64decode(payload.encode("ascii"))
         plaintext = cipher.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context.encode("utf-8"))

