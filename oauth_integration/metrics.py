@@ -6,7 +6,8 @@ and cleaned by ``klaviyo_site/gunicorn.conf.py``), so a scrape adds up every wor
 connections gauge is read from the database when scraped, in one query.
 
 No label ever holds a customer identifier, a token or an e-mail address: ``endpoint`` is
-the API path with its ids replaced (``/api/profiles/{id}``), or ``other``.
+the API path with its ids replaced (``/api/profiles/{id}``), or ``other``. Nothing is
+counted unless ``METRICS_TOKEN`` is set, since nothing could read it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.db.models import Count
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -41,8 +43,21 @@ THROTTLED = Counter("klaviyo_api_throttled", "Calls that Klaviyo throttled (429)
 RETRIES = Counter("klaviyo_api_retries", "Retries of calls to Klaviyo, by reason.", ["endpoint", "reason"])
 
 
+def enabled() -> bool:
+    """Metrics are kept only when they can be read: with METRICS_TOKEN set (GET /metrics needs it)."""
+    return bool(getattr(settings, "METRICS_TOKEN", ""))
+
+
+def count_refresh(outcome: str) -> None:
+    """One refresh ended: success, invalid_grant, unavailable; or a caller waited for another's."""
+    if enabled():
+        REFRESHES.labels(outcome).inc()
+
+
 def observe_call(method: str, path: str, status: int | str, seconds: float) -> None:
     """Count one call to the API (``status``: the HTTP status, or ``error`` without an answer)."""
+    if not enabled():
+        return
     endpoint = endpoint_of(path)
     API_REQUESTS.labels(method, endpoint, str(status)).inc()
     API_DURATION.labels(method, endpoint).observe(seconds)
@@ -51,7 +66,8 @@ def observe_call(method: str, path: str, status: int | str, seconds: float) -> N
 
 
 def observe_retry(path: str, reason: str) -> None:
-    RETRIES.labels(endpoint_of(path), reason).inc()
+    if enabled():
+        RETRIES.labels(endpoint_of(path), reason).inc()
 
 
 class ConnectionsCollector(Collector):

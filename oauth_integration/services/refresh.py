@@ -98,7 +98,7 @@ def fresh_connection(
                 return connection
         elif connection.version != rejected_version:
             if waiting_since is not None:
-                metrics.REFRESHES.labels("waited").inc()
+                metrics.count_refresh("waited")
             return connection
         failed_until = connection.refresh_failed_until
         if failed_until is not None and (
@@ -138,7 +138,7 @@ def refresh_under_lease(connection: OAuthToken, *, owner: str, for_call: bool) -
     try:
         grant, refresh_token = _exchange(connection, str(connection.refresh_token or ""))
     except InvalidGrant as exc:
-        metrics.REFRESHES.labels("invalid_grant").inc()
+        metrics.count_refresh("invalid_grant")
         reason = FailureReason.EXPIRED_INACTIVE if connection.refresh_token_idle_expired else FailureReason.REVOKED
         _release_after_failure(customer, owner, exc, reason=reason, event=Event.NEEDS_REAUTHORIZATION, broken=True)
         signals.send_after_commit(
@@ -149,7 +149,7 @@ def refresh_under_lease(connection: OAuthToken, *, owner: str, for_call: bool) -
         )
         raise ReauthorizationRequired(customer, reason) from exc
     except (KlaviyoError, TokenDecryptionError, EncryptionKeyError) as exc:
-        metrics.REFRESHES.labels("unavailable").inc()
+        metrics.count_refresh("unavailable")
         _release_after_failure(customer, owner, exc, reason=failure_reason(exc), event=Event.REFRESH_FAILED)
         raise
 
@@ -167,7 +167,7 @@ def refresh_under_lease(connection: OAuthToken, *, owner: str, for_call: bool) -
         values["last_called_at"] = now  # the call about to be made counts as use
     if not OAuthToken.objects.store_refreshed(customer, version=connection.version, owner=owner, **values):
         return _discard(connection, grant, sent_refresh_token=refresh_token)
-    metrics.REFRESHES.labels("success").inc()
+    metrics.count_refresh("success")
     signals.send_after_commit(
         signals.refreshed, customer_identifier=customer, klaviyo_account_id=connection.klaviyo_account_id
     )
