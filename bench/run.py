@@ -18,7 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
-from bench import compare, processes, sandbox, scale, scenarios, seed, wrk
+from bench import compare, longrun, processes, sandbox, scale, scenarios, seed, wrk
 from bench.context import Bench
 from bench.report import machine, step
 
@@ -27,9 +27,12 @@ PARTS = {
     "scale": "section 3: 100,000 connections, admin changelist, refresh_tokens, one refresh",
     "crypto": "section 4: encryption",
     "compare": "the Node example side by side (needs node and npm)",
+    "walk": "section 5: services.iter_klaviyo over 10,000 and 100,000 profiles (time, flat memory)",
+    "keepalive": "section 5: refresh_tokens' requests to Klaviyo per hour at 100,000 connections, before/after",
+    "metrics": "section 5: /profiles throughput with metrics off and on",
     "sandbox": "once: could the project's own sandbox replace the fast fake upstream? (not in the default run)",
 }
-DEFAULT_PARTS = ("calls", "scale", "crypto", "compare")
+DEFAULT_PARTS = ("calls", "scale", "crypto", "compare", "walk", "keepalive", "metrics")
 WORKING_SET = 1000  # connected customers the per-call load cycles through
 
 
@@ -144,7 +147,7 @@ def run(bench: Bench, db_label: str) -> None:
         f"database: {db_label}, version {db_version}",
         f"serving: {bench.serving.describe()}, as make serve (klaviyo_site/gunicorn.conf.py); DEBUG off",
     ]
-    main_parts = {"calls", "scale", "crypto"} & set(parts)
+    main_parts = {"calls", "scale", "crypto", "walk", "keepalive", "metrics"} & set(parts)
     # The per-call load's customers and one more for single-flight; the comparison's, and one more for its checks.
     working = max(WORKING_SET + 1 if main_parts else 0, args.compare_customers + 1 if "compare" in parts else 0)
     step(f"seeding {working:,} connected customers")
@@ -172,3 +175,11 @@ def run(bench: Bench, db_label: str) -> None:
         scale.refresh_in_process(bench)
     if "crypto" in parts:
         scale.encryption(bench)
+    if "walk" in parts:
+        longrun.walk(bench)
+    if "keepalive" in parts:
+        if "scale" not in parts:
+            scale.seeding(bench, working)
+        longrun.keep_alive_load(bench)
+    if "metrics" in parts:
+        longrun.metrics_overhead(bench)
