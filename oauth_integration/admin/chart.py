@@ -78,9 +78,14 @@ class BarChart:
     highest: int
 
     @property
+    def legend(self) -> list[tuple[Series, int]]:
+        """Each series with its total."""
+        return list(zip(self.series, self.totals, strict=True))
+
+    @property
     def summary(self) -> str:
         """The totals in words: "12 refreshes, 1 failure"."""
-        return ", ".join(series.amount(total) for series, total in zip(self.series, self.totals, strict=True))
+        return ", ".join(series.amount(total) for series, total in self.legend)
 
 
 def buckets(first: datetime, step: timedelta, count: int) -> list[datetime]:
