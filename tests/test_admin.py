@@ -279,24 +279,34 @@ def test_pages_never_load_or_decrypt_tokens(admin_client, make_connection, setti
     assert not [query["sql"] for query in queries if "access_token" in query["sql"] or "refresh_token" in query["sql"]]
 
 
-def test_changelist_query_count_does_not_grow_with_the_number_of_connections(admin_client):
-    def add_connections(start: int, stop: int) -> None:
-        now = timezone.now()
-        created = OAuthToken.objects.bulk_create(
-            OAuthToken(
-                customer_identifier=f"bulk-{i:05d}",
-                access_token=f"at-bulk-{i}",
-                refresh_token=f"rt-bulk-{i}",
-                expires_at=now + timedelta(minutes=(i % 120) - 60),
-                status=[ConnectionStatus.ACTIVE, ConnectionStatus.NEEDS_REAUTHORIZATION][i % 2],
-                failure_reason=["", FailureReason.REVOKED][i % 2],
-                klaviyo_account_id=f"ACC{i}",
-                klaviyo_account_name=f"Store {i}",
-            )
-            for i in range(start, stop)
+def add_bulk_connections(start: int, stop: int, kinds: tuple[str, ...] = (Kind.CONNECTED,)) -> None:
+    """Connections bulk-<start> to bulk-<stop - 1>, in each status in turn, access tokens from an hour
+    expired to an hour left, connected up to 100 days ago; each with one event (``kinds`` in turn)
+    from the last 800 hours."""
+    now = timezone.now()
+    statuses = list(ConnectionStatus)
+    created = OAuthToken.objects.bulk_create(
+        OAuthToken(
+            customer_identifier=f"bulk-{i:05d}",
+            access_token=f"at-bulk-{i}",
+            refresh_token=f"rt-bulk-{i}",
+            expires_at=now + timedelta(minutes=(i % 120) - 60),
+            status=statuses[i % len(statuses)],
+            failure_reason=FailureReason.REVOKED if i % len(statuses) else "",
+            failed_at=now - timedelta(minutes=i) if i % len(statuses) else None,
+            connected_at=now - timedelta(days=i % 100),
+            klaviyo_account_id=f"ACC{i}",
+            klaviyo_account_name=f"Store {i}",
         )
-        ConnectionEvent.objects.bulk_create(ConnectionEvent(connection=row, kind=Kind.CONNECTED) for row in created)
+        for i in range(start, stop)
+    )
+    ConnectionEvent.objects.bulk_create(
+        ConnectionEvent(connection=row, kind=kinds[i % len(kinds)], created_at=now - timedelta(hours=i % 800))
+        for i, row in enumerate(created)
+    )
 
+
+def test_changelist_query_count_does_not_grow_with_the_number_of_connections(admin_client):
     def count_queries(url: str) -> int:
         with CaptureQueriesContext(connection) as queries:
             response = admin_client.get(url)
@@ -304,10 +314,10 @@ def test_changelist_query_count_does_not_grow_with_the_number_of_connections(adm
         return len(queries)
 
     pages = [CONNECTIONS, f"{CONNECTIONS}?status=access_expired&o=-8", f"{CONNECTIONS}?q=Store&p=2", EVENTS]
-    add_connections(0, 200)
+    add_bulk_connections(0, 200)
     admin_client.get(CONNECTIONS)  # the first request puts the session and the user in the cache
     small = [count_queries(url) for url in pages]
-    add_connections(200, 2000)
+    add_bulk_connections(200, 2000)
     large = [count_queries(url) for url in pages]
 
     assert OAuthToken.objects.count() == 2000

@@ -1,7 +1,8 @@
 """Admin for Klaviyo connections: read-only, secrets never loaded or shown; actions call services.
 
 One module per page family: ``connections`` (the connections list, a connection's page
-and its actions), ``history`` (pending authorizations and the event log) and ``base``
+and its actions), ``health`` (a dashboard page of the connections admin; ``chart`` draws
+its charts), ``history`` (pending authorizations and the event log) and ``base``
 (what they share). Importing this package registers them all.
 """
 

@@ -26,6 +26,7 @@ from django.views.decorators.http import require_POST
 from oauth_integration import access, services
 from oauth_integration.admin.base import ReadOnlyAdminMixin, short_when, when
 from oauth_integration.admin.filters import ACCESS_EXPIRED_LABEL, ConnectionStatusFilter, ScopesFilter
+from oauth_integration.admin.health import HealthPageMixin
 from oauth_integration.conf import conf
 from oauth_integration.exceptions import OAuthIntegrationError
 from oauth_integration.http_errors import problem_for
@@ -60,7 +61,7 @@ class ConnectionEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(OAuthToken)
-class OAuthTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class OAuthTokenAdmin(HealthPageMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     # Eight facts in six columns, so that the list fits a 1280 px window beside the filters.
     list_display = (
         "customer_identifier",

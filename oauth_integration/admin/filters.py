@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
@@ -15,6 +17,23 @@ ACCESS_EXPIRED_LABEL = "Access expired, will refresh"
 NEEDS_NEW_SCOPES = "needs_new_scopes"
 
 
+def status_conditions(now: datetime) -> dict[str, tuple[str, Q]]:
+    """Each value of the status filter, in the list's order: its label and the rows it selects.
+
+    The health page counts the same conditions, so its numbers match the filtered lists.
+    """
+    active = Q(status=ConnectionStatus.ACTIVE)
+    return {
+        ConnectionStatus.ACTIVE: (ConnectionStatus.ACTIVE.label, active & Q(expires_at__gt=now)),
+        ACCESS_EXPIRED: (ACCESS_EXPIRED_LABEL, active & (Q(expires_at__lte=now) | Q(expires_at__isnull=True))),
+        ConnectionStatus.NEEDS_REAUTHORIZATION: (
+            ConnectionStatus.NEEDS_REAUTHORIZATION.label,
+            Q(status=ConnectionStatus.NEEDS_REAUTHORIZATION),
+        ),
+        ConnectionStatus.REVOKED: (ConnectionStatus.REVOKED.label, Q(status=ConnectionStatus.REVOKED)),
+    }
+
+
 class ConnectionStatusFilter(admin.SimpleListFilter):
     """The stored status, with active connections split by whether their access token has expired."""
 
@@ -22,25 +41,11 @@ class ConnectionStatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [
-            (ConnectionStatus.ACTIVE, ConnectionStatus.ACTIVE.label),
-            (ACCESS_EXPIRED, ACCESS_EXPIRED_LABEL),
-            (ConnectionStatus.NEEDS_REAUTHORIZATION, ConnectionStatus.NEEDS_REAUTHORIZATION.label),
-            (ConnectionStatus.REVOKED, ConnectionStatus.REVOKED.label),
-        ]
+        return [(value, label) for value, (label, _) in status_conditions(timezone.now()).items()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[OAuthToken]) -> QuerySet[OAuthToken]:
-        value = self.value()
-        now = timezone.now()
-        if value == ConnectionStatus.ACTIVE:
-            return queryset.filter(status=ConnectionStatus.ACTIVE, expires_at__gt=now)
-        if value == ACCESS_EXPIRED:
-            return queryset.filter(status=ConnectionStatus.ACTIVE).filter(
-                Q(expires_at__lte=now) | Q(expires_at__isnull=True)
-            )
-        if value in (ConnectionStatus.NEEDS_REAUTHORIZATION, ConnectionStatus.REVOKED):
-            return queryset.filter(status=value)
-        return queryset
+        selected = status_conditions(timezone.now()).get(self.value() or "")
+        return queryset if selected is None else queryset.filter(selected[1])
 
 
 class ScopesFilter(admin.SimpleListFilter):
