@@ -143,7 +143,7 @@ ROOT_URLCONF = "klaviyo_site.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "klaviyo_site" / "templates"],  # the demo's page
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
