@@ -4,9 +4,15 @@ Klaviyo is mocked with the strict ``responses`` fixture: every request must matc
 registration (method, URL, query, JSON body), and every registration must be used.
 """
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from django.conf import settings as django_settings
 from django.test import Client
 from responses import matchers
 
@@ -267,3 +273,25 @@ def test_the_needed_scopes_are_klaviyos_for_the_four_calls():
         ("GET", "/api/lists/L1/profiles"),
     ]
     assert {scope for call in calls for scope in required_scopes(*call)} == set(NEEDED_SCOPES)
+
+
+def test_make_run_asks_for_the_demos_scopes_in_sandbox_mode_only():
+    """The example site's defaults, read from a fresh process as ``make run`` starts it."""
+    code = "from oauth_integration.conf import conf; print(conf.scopes)"
+    base = {**os.environ, "DJANGO_SETTINGS_MODULE": "klaviyo_site.settings", "KLAVIYO_SCOPES": "", "DEBUG": "true"}
+
+    def scopes(**env):
+        run = [sys.executable, "-c", f"import django; django.setup(); {code}"]
+        done = subprocess.run(run, env={**base, **env}, cwd=django_settings.BASE_DIR, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return set(done.stdout.split())
+
+    sandbox = scopes(KLAVIYO_CLIENT_ID="", KLAVIYO_CLIENT_SECRET="", KLAVIYO_SANDBOX="")
+    assert sandbox == {"accounts:read", "profiles:read", *NEEDED_SCOPES}
+    assert scopes(KLAVIYO_CLIENT_ID="real-id", KLAVIYO_CLIENT_SECRET="real-secret", KLAVIYO_SANDBOX="") == {
+        "accounts:read",
+        "profiles:read",
+    }
+    # The .env that `make run` writes leaves the default alone.
+    sample = (Path(django_settings.BASE_DIR) / ".env-sample").read_text()
+    assert not re.search(r"(?m)^KLAVIYO_SCOPES=", sample)
