@@ -46,9 +46,9 @@ def connected(make_connection):
     return make_connection("cust-1", scopes=SCOPES, klaviyo_account_id="ACC1", klaviyo_account_name="Acme Store")
 
 
-def expect_profile(rsps, *, status=201, answer=None):
+def expect_profile(rsps, *, status=201, answer=None, customer="cust-1"):
     body = {"data": {"type": "profile", "attributes": {"email": "ada@example.com"}}}
-    headers = {"Authorization": "Bearer at-cust-1", "revision": "2026-07-15", "Content-Type": JSON_API}
+    headers = {"Authorization": f"Bearer at-{customer}", "revision": "2026-07-15", "Content-Type": JSON_API}
     match = [matchers.json_params_matcher(body), matchers.header_matcher(headers)]
     rsps.post(PROFILES, match=match, status=status, json=answer or {"data": {"type": "profile", "id": "01NEW"}})
 
@@ -295,3 +295,23 @@ def test_make_run_asks_for_the_demos_scopes_in_sandbox_mode_only():
     # The .env that `make run` writes leaves the default alone.
     sample = (Path(django_settings.BASE_DIR) / ".env-sample").read_text()
     assert not re.search(r"(?m)^KLAVIYO_SCOPES=", sample)
+
+
+def test_the_readmes_write_example_runs(make_connection, mocked_responses, capsys):
+    """The example under "Calling Klaviyo as a customer", against Klaviyo mocked as for the page."""
+    readme = (Path(django_settings.BASE_DIR) / "README.md").read_text()
+    section = readme[readme.index("### Calling Klaviyo as a customer") : readme.index("**Retries.**")]
+    example = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    make_connection("cust-42", scopes=SCOPES)
+    expect_profile(mocked_responses, status=409, answer={"errors": [DUPLICATE]}, customer="cust-42")
+    lookup = {"filter": 'equals(name,"Newsletter")'}
+    mocked_responses.get(LISTS, match=[matchers.query_param_matcher(lookup)], json={"data": [], "links": {}})
+    mocked_responses.post(LISTS, status=201, json={"data": {"type": "list", "id": "L1"}})
+    expect_add(mocked_responses, "L1", "01DUP")
+    members = {"data": [{"type": "profile", "id": "01DUP", "attributes": {"email": "ada@example.com"}}], "links": {}}
+    mocked_responses.get(
+        f"{LISTS}/L1/profiles", match=[matchers.query_param_matcher({"fields[profile]": "email"})], json=members
+    )
+
+    exec(compile(example, "README.md", "exec"), {})  # noqa: S102
+    assert capsys.readouterr().out == "01DUP ada@example.com\n"
