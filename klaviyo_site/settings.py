@@ -73,7 +73,10 @@ if KLAVIYO_SANDBOX:
     KLAVIYO_CLIENT_ID = KLAVIYO_CLIENT_ID or "sandbox-client-id"
     KLAVIYO_CLIENT_SECRET = KLAVIYO_CLIENT_SECRET or "sandbox-client-secret"
 
-KLAVIYO_SCOPES = _env("KLAVIYO_SCOPES")
+# In sandbox mode the example site also asks for the scopes its demo of a write needs
+# (/demo/<customer>: klaviyo_site/demo/); elsewhere the app's default, accounts:read profiles:read.
+_SANDBOX_SCOPES = "accounts:read profiles:read profiles:write lists:read lists:write"
+KLAVIYO_SCOPES = _env("KLAVIYO_SCOPES", default=_SANDBOX_SCOPES if KLAVIYO_SANDBOX else None)
 KLAVIYO_REDIRECT_URL = _env("KLAVIYO_REDIRECT_URL", default=f"http://localhost:{PORT}/authorize")
 KLAVIYO_AUTHORIZE_URL = _env(
     "KLAVIYO_AUTHORIZE_URL", default=f"http://localhost:{PORT}/sandbox/oauth/authorize" if KLAVIYO_SANDBOX else None
@@ -143,7 +146,7 @@ ROOT_URLCONF = "klaviyo_site.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "klaviyo_site" / "templates"],  # the demo's page
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

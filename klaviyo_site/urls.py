@@ -1,4 +1,4 @@
-"""Root URLconf: the admin, the OAuth integration's routes and the Klaviyo sandbox.
+"""Root URLconf: the admin, the OAuth integration's routes, the demo of a write and the Klaviyo sandbox.
 
 The sandbox is always mounted; its views answer 404 unless KLAVIYO_SANDBOX is on.
 """
@@ -9,5 +9,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("sandbox/", include("klaviyo_sandbox.urls")),
+    path("demo/", include("klaviyo_site.demo.urls")),
     path("", include("oauth_integration.urls")),
 ]
