@@ -213,15 +213,27 @@ def test_a_403_for_a_granted_scope_is_plain_forbidden(mocked_responses, connecte
     assert not isinstance(excinfo.value, MissingScope)
 
 
-def test_every_recorded_failure_lands_in_the_history_a_404_too(mocked_responses, connected):
-    mocked_responses.get(f"{LISTS}/missing", status=404, json={"errors": [{"code": "not_found"}]})
-    with pytest.raises(KlaviyoAPIError):
-        call("GET", "/api/lists/missing")
+def test_every_recorded_failure_lands_in_the_history(mocked_responses, connected):
+    mocked_responses.get(LISTS, status=503, body="down")
+    with pytest.raises(KlaviyoUnavailable):
+        call("GET")
     row = OAuthToken.objects.get()
-    assert row.failure_reason == FailureReason.KLAVIYO_ERROR
+    assert row.failure_reason == FailureReason.KLAVIYO_UNAVAILABLE
     [(kind, detail)] = history()
     assert kind == ConnectionEvent.Kind.CALL_FAILED
-    assert "GET /api/lists/missing" in detail and "404" in detail
+    assert "GET /api/lists" in detail and "503" in detail
+
+
+@pytest.mark.parametrize(("status", "code"), [(400, "invalid"), (404, "not_found"), (409, "duplicate_profile")])
+def test_klaviyos_answers_about_the_request_itself_are_the_callers_not_a_connection_failure(
+    mocked_responses, connected, status, code
+):
+    mocked_responses.get(f"{LISTS}/L1", status=status, json={"errors": [{"code": code}]})
+    with pytest.raises(KlaviyoAPIError) as excinfo:
+        call("GET", "/api/lists/L1")
+    assert excinfo.value.status == status
+    assert OAuthToken.objects.get().failure_reason == ""
+    assert history() == []
 
 
 # --- iter_klaviyo ----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from oauth_integration.klaviyo import account_id_and_name
 from oauth_integration.klaviyo import client as klaviyo
 from oauth_integration.models import ConnectionEvent, OAuthToken
 from oauth_integration.operations import required_scopes
-from oauth_integration.services.failures import failure_reason, record_failure
+from oauth_integration.services.failures import failure_reason, is_connection_failure, record_failure
 from oauth_integration.services.refresh import fresh_connection
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,9 @@ def _call(connection: OAuthToken, method: str, path: str, send: Callable[[str], 
         record_failure(customer, reason=failure_reason(exc), event=Event.CALL_FAILED, detail=str(exc))
         raise exc from None
     except KlaviyoError as exc:
-        record_failure(customer, reason=failure_reason(exc), event=Event.CALL_FAILED, detail=f"{method} {path}: {exc}")
+        if is_connection_failure(exc):
+            detail = f"{method} {path}: {exc}"
+            record_failure(customer, reason=failure_reason(exc), event=Event.CALL_FAILED, detail=detail)
         raise
     if connection.failure_reason:
         OAuthToken.objects.clear_failure(customer)

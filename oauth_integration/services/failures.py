@@ -34,6 +34,16 @@ FAILURE_REASONS: dict[type[Exception], FailureReason] = {
 }
 
 
+# Answers about the request itself (bad input, unknown id, duplicate, conflict): the
+# caller's to handle, not a sign that the connection is unwell.
+REQUEST_ERRORS = frozenset({400, 404, 405, 409, 410, 422})
+
+
+def is_connection_failure(exc: Exception) -> bool:
+    """True unless ``exc`` is Klaviyo's answer about the request itself (``REQUEST_ERRORS``)."""
+    return not (type(exc) is KlaviyoAPIError and exc.status in REQUEST_ERRORS)
+
+
 def failure_reason(exc: Exception) -> FailureReason:
     """The connection-level meaning of ``exc``."""
     for cls in type(exc).__mro__:
