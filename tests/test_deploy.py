@@ -5,6 +5,7 @@ these tests start fresh processes with a production-like environment instead of 
 the ``settings`` fixture. Only loopback is used.
 """
 
+import contextlib
 import gzip
 import http.client
 import os
@@ -99,20 +100,16 @@ def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[in
         connection.close()
 
 
-@pytest.fixture
-def gunicorn(tmp_path):
-    """gunicorn as ``make serve`` runs it (after collectstatic and migrate), on a free loopback port."""
-    env = production_env(tmp_path)
-    for args in (("collectstatic", "--no-input", "--verbosity", "0"), ("migrate", "--no-input")):
-        result = manage(env, *args)
-        assert result.returncode == 0, result.stderr
+@contextlib.contextmanager
+def serving(env: dict[str, str], log: Path, *args: str):
+    """gunicorn as ``make serve`` runs it (its config file), with ``args``, on a free loopback port."""
     port = free_port()
-    log = tmp_path / "gunicorn.log"
     with log.open("w") as output:
         process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "gunicorn", "klaviyo_site.wsgi", "--config", "klaviyo_site/gunicorn.conf.py"),
-                *("--workers", "1", "--threads", "2", "--bind", f"127.0.0.1:{port}"),
+                *args,
+                *("--bind", f"127.0.0.1:{port}"),
             ],
             cwd=BASE_DIR,
             env=env,
@@ -129,7 +126,7 @@ def gunicorn(tmp_path):
                 except OSError:
                     assert time.monotonic() < deadline, log.read_text()
                     time.sleep(0.1)
-            yield port, log
+            yield port
         finally:
             process.terminate()
             try:
@@ -138,6 +135,18 @@ def gunicorn(tmp_path):
                 process.kill()
                 process.wait()
     assert process.returncode == 0, log.read_text()
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    """gunicorn as ``make serve`` runs it (after collectstatic and migrate)."""
+    env = production_env(tmp_path)
+    for args in (("collectstatic", "--no-input", "--verbosity", "0"), ("migrate", "--no-input")):
+        result = manage(env, *args)
+        assert result.returncode == 0, result.stderr
+    log = tmp_path / "gunicorn.log"
+    with serving(env, log, "--workers", "1", "--threads", "2") as port:
+        yield port, log
 
 
 SECURITY_HEADERS = {
@@ -222,51 +231,20 @@ def test_metrics_from_two_gunicorn_workers_add_up_and_need_the_token(tmp_path):
             "expires_at=timezone.now() + timedelta(hours=1), version=1)",
         )
         assert seeded.returncode == 0, seeded.stderr
-        port = free_port()
-        log = tmp_path / "gunicorn.log"
-        with log.open("w") as output:
-            process = subprocess.Popen(
-                [
-                    *(
-                        sys.executable,
-                        "-m",
-                        "gunicorn",
-                        "klaviyo_site.wsgi",
-                        "--config",
-                        "klaviyo_site/gunicorn.conf.py",
-                    ),
-                    *("--workers", "2", "--worker-class", "sync", "--bind", f"127.0.0.1:{port}"),
-                ],
-                cwd=BASE_DIR,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        get(port, "/healthz")
-                        break
-                    except OSError:
-                        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-                        time.sleep(0.1)
-                statuses: list[int] = []
-                # Rounds of 6 concurrent calls until both workers have served some (a worker
-                # still booting when the first round starts leaves it all to the other).
-                for _ in range(5):
-                    with ThreadPoolExecutor(max_workers=6) as pool:
-                        statuses += pool.map(lambda _: get(port, "/profiles/c1")[0], range(6))
-                    if len(list((tmp_path / "metrics").glob("counter_*.db"))) == 2:
-                        break
-                assert statuses == [200] * len(statuses)
-                assert get(port, "/metrics")[0] == 404
-                assert get(port, "/metrics", {"Authorization": "Bearer wrong"})[0] == 404
-                status, headers, body = get(port, "/metrics", {"Authorization": f"Bearer {metrics_token}"})
-                counter_files = list((tmp_path / "metrics").glob("counter_*.db"))
-            finally:
-                process.terminate()
-                process.wait(timeout=20)
+        with serving(env, tmp_path / "gunicorn.log", "--workers", "2", "--worker-class", "sync") as port:
+            statuses: list[int] = []
+            # Rounds of 6 concurrent calls until both workers have served some (a worker
+            # still booting when the first round starts leaves it all to the other).
+            for _ in range(5):
+                with ThreadPoolExecutor(max_workers=6) as pool:
+                    statuses += pool.map(lambda _: get(port, "/profiles/c1")[0], range(6))
+                if len(list((tmp_path / "metrics").glob("counter_*.db"))) == 2:
+                    break
+            assert statuses == [200] * len(statuses)
+            assert get(port, "/metrics")[0] == 404
+            assert get(port, "/metrics", {"Authorization": "Bearer wrong"})[0] == 404
+            status, headers, body = get(port, "/metrics", {"Authorization": f"Bearer {metrics_token}"})
+            counter_files = list((tmp_path / "metrics").glob("counter_*.db"))
     assert status == 200 and headers["content-type"].startswith("text/plain")
     text = body.decode()
     calls = f"{len(statuses)}.0"
