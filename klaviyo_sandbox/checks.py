@@ -15,7 +15,7 @@ def check_sandbox_outside_debug(**kwargs: Any) -> list[CheckMessage]:
     if conf.enabled and not settings.DEBUG:
         return [
             Warning(
-                "The Klaviyo sandbox is on while DEBUG is off: /sandbox/ imitates Klaviyo and the "
+                "The Klaviyo sandbox is on while DEBUG is off: its URLs imitate Klaviyo and the "
                 "integration accepts unsigned /start links and serves /profiles without a login.",
                 hint="Set KLAVIYO_CLIENT_ID and KLAVIYO_CLIENT_SECRET (or KLAVIYO_SANDBOX=false) in production.",
                 id="klaviyo_sandbox.W001",

@@ -26,8 +26,11 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.http.request import validate_host
+from django.urls import NoReverseMatch, reverse
 
 REFRESH_FAILURES = ("503", "invalid_grant")
 
@@ -122,8 +125,27 @@ class _SandboxConf:
 
     @property
     def redirect_url(self) -> str:
-        """The one redirect URI registered for the app."""
+        """The one redirect URI registered for the app ("": see ``redirect_uri_registered``)."""
         return str(getattr(settings, "KLAVIYO_REDIRECT_URL", "") or "")
+
+    def redirect_uri_registered(self, uri: str) -> bool:
+        """``uri`` is the app's registered redirect URI: KLAVIYO_REDIRECT_URL exactly, or, when that
+        is empty (the integration then derives it from each request), the integration's
+        ``oauth_integration:authorize`` URL on any host this site serves (ALLOWED_HOSTS)."""
+        if self.redirect_url:
+            return uri == self.redirect_url
+        try:
+            callback = reverse("oauth_integration:authorize")
+        except NoReverseMatch:
+            return False
+        parts = urlsplit(uri)
+        allowed_hosts = settings.ALLOWED_HOSTS or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
+        return (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and validate_host(parts.netloc, allowed_hosts)
+            and (parts.path, parts.query, parts.fragment) == (callback, "", "")
+        )
 
     @property
     def app_name(self) -> str:

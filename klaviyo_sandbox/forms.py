@@ -40,7 +40,7 @@ class AuthorizationRequestForm(forms.Form):
 
     def clean_redirect_uri(self) -> str:
         value: str = self.cleaned_data["redirect_uri"]
-        if value != conf.redirect_url:
+        if not conf.redirect_uri_registered(value):
             raise forms.ValidationError("Does not match the app's registered redirect URL exactly.")
         return value
 

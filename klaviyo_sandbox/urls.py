@@ -1,4 +1,4 @@
-"""The sandbox's routes, mounted under /sandbox/: Klaviyo's paths, below one prefix."""
+"""The sandbox's routes: Klaviyo's paths, below the prefix a project mounts them under (/sandbox/ in klaviyo_site)."""
 
 from django.urls import path, re_path
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
@@ -40,9 +41,15 @@ def sandbox_only(view: View) -> View:
 # --- the consent page --------------------------------------------------------------------
 
 
+def _page(request: HttpRequest, template: str, context: dict[str, object], status: int = 200) -> HttpResponse:
+    """A sandbox page; its footer names the prefix the sandbox is mounted under."""
+    sandbox_root = reverse("klaviyo_sandbox:token").removesuffix("oauth/token")
+    return render(request, template, {**context, "sandbox_root": sandbox_root}, status=status)
+
+
 def _invalid_authorization_request(request: HttpRequest, form: AuthorizationRequestForm) -> HttpResponse:
     problems = [(name, error) for name, errors in form.errors.items() for error in errors]
-    return render(request, "klaviyo_sandbox/invalid_request.html", {"problems": problems}, status=400)
+    return _page(request, "klaviyo_sandbox/invalid_request.html", {"problems": problems}, status=400)
 
 
 @sandbox_only
@@ -56,7 +63,7 @@ def authorize(request: HttpRequest) -> HttpResponse:
             return _invalid_authorization_request(request, form)
         scopes = [(scope, describe(scope)) for scope in form.cleaned_data["scope"]]
         context = {"form": form, "scopes": scopes, "accounts": ACCOUNTS, "app_name": conf.app_name}
-        return render(request, "klaviyo_sandbox/consent.html", context)
+        return _page(request, "klaviyo_sandbox/consent.html", context)
 
     answer = ConsentForm(request.POST)
     if not answer.is_valid():

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.urls import NoReverseMatch, reverse
 
 from oauth_integration import crypto, links
 from oauth_integration.conf import NUMBERS, conf, number_problem, setting
@@ -64,7 +65,10 @@ def check_klaviyo_settings(**kwargs: Any) -> list[CheckMessage]:
             )
         )
     for name in ("KLAVIYO_REDIRECT_URL", "KLAVIYO_AUTHORIZE_URL", "KLAVIYO_BASE_URL"):
-        parts = urlsplit(str(setting(name)))
+        value = str(setting(name))
+        parts = urlsplit(value)
+        if name == "KLAVIYO_REDIRECT_URL" and not value:
+            continue  # derived from each request (check_redirect_url_registered tells production why not to)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             messages.append(Error(f"{name} must be an absolute http(s) URL.", id="oauth_integration.E005"))
     if conf.https and urlsplit(conf.redirect_url).scheme == "http":
@@ -90,6 +94,25 @@ def check_klaviyo_settings(**kwargs: Any) -> list[CheckMessage]:
     if len(revision) < 10 or not revision[:4].isdigit() or revision[4] != "-" or revision[7] != "-":
         messages.append(Error("KLAVIYO_REVISION must look like YYYY-MM-DD.", id="oauth_integration.E007"))
     return messages
+
+
+@register(Tags.security, deploy=True)
+def check_redirect_url_registered(**kwargs: Any) -> list[CheckMessage]:
+    """In production the redirect URL is one exact https:// URL, registered in Klaviyo, not the request's host."""
+    if conf.redirect_url or conf.sandbox:
+        return []
+    try:
+        callback = reverse("oauth_integration:authorize")
+    except NoReverseMatch:
+        callback = "the authorize URL of oauth_integration.urls"
+    return [
+        Warning(
+            "KLAVIYO_REDIRECT_URL is not set: each authorization sends a redirect URL made from the host and "
+            "scheme of the request that starts it, and Klaviyo refuses any URL that was not registered exactly.",
+            hint=f"Register the https:// address of {callback} in your Klaviyo app and set KLAVIYO_REDIRECT_URL to it.",
+            id="oauth_integration.W002",
+        )
+    ]
 
 
 @register(Tags.security)

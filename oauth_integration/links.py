@@ -15,6 +15,11 @@ minutes by default), optionally the user it was made for and optionally a return
 Return URLs are paths on this site, or URLs on a host in KLAVIYO_RETURN_URL_HOSTS (https
 while HTTPS is on), checked with Django's ``url_has_allowed_host_and_scheme`` when a
 link is made and again when the browser comes back.
+
+This site's address is KLAVIYO_REDIRECT_URL's origin when that is set. When it is empty,
+the redirect URL is the absolute URL of ``oauth_integration:authorize`` on the request
+that starts an authorization (``callback_url``), and absolute start links need that
+request too (``build_start_link(..., request=request)``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.core import signing
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -62,13 +69,22 @@ class StartLink:
             raise InvalidStartLink("This link was made for another user. Ask the site that sent you for your own link.")
 
 
-def build_start_link(customer_identifier: str, *, user: Any = None, next: str = "", absolute: bool = True) -> str:
+def build_start_link(
+    customer_identifier: str,
+    *,
+    user: Any = None,
+    next: str = "",
+    absolute: bool = True,
+    request: HttpRequest | None = None,
+) -> str:
     """A single-use link that starts connecting ``customer_identifier``, valid KLAVIYO_START_LINK_MAX_AGE s.
 
     ``user``: only this logged-in user may use it (an anonymous user binds nothing).
     ``next``: where the browser returns afterwards (see ``validate_return_url``).
-    Absolute links use the origin of KLAVIYO_REDIRECT_URL, where the callback lands.
-    Raises InvalidCustomerIdentifier or InvalidReturnURL.
+    Absolute links use the origin of KLAVIYO_REDIRECT_URL, where the callback lands, or,
+    when that is empty, the origin of ``request``.
+    Raises InvalidCustomerIdentifier or InvalidReturnURL; ImproperlyConfigured for an
+    absolute link when neither KLAVIYO_REDIRECT_URL nor ``request`` gives this site's address.
     """
     validate_customer_identifier(customer_identifier)
     payload: dict[str, Any] = {
@@ -84,8 +100,22 @@ def build_start_link(customer_identifier: str, *, user: Any = None, next: str = 
     path = f"{reverse('oauth_integration:start', args=[customer_identifier])}?{urlencode({'token': token})}"
     if not absolute:
         return path
-    origin = urlsplit(conf.redirect_url)
+    origin = urlsplit(callback_url(request))
     return f"{origin.scheme}://{origin.netloc}{path}"
+
+
+def callback_url(request: HttpRequest | None = None) -> str:
+    """The redirect URL sent to Klaviyo: KLAVIYO_REDIRECT_URL, else ``oauth_integration:authorize``
+    on ``request``'s origin. Raises ImproperlyConfigured when neither is available."""
+    if conf.redirect_url:
+        return conf.redirect_url
+    if request is None:
+        raise ImproperlyConfigured(
+            "KLAVIYO_REDIRECT_URL is not set, so this site's address is unknown outside a request: set it to "
+            f"the https:// URL of {reverse('oauth_integration:authorize')} registered in Klaviyo "
+            "(or, in code, pass request= or absolute=False to build_start_link)."
+        )
+    return request.build_absolute_uri(reverse("oauth_integration:authorize"))
 
 
 def verify_start_link(customer_identifier: str, token: str | None) -> StartLink:
@@ -124,7 +154,7 @@ def return_url_allowed(url: str) -> bool:
     parts = urlsplit(url)
     if not parts.netloc and not parts.path.startswith("/"):
         return False  # "settings" or "javascript:..." : not a path on this site
-    hosts = {urlsplit(conf.redirect_url).netloc, *conf.return_url_hosts}
+    hosts = {host for host in (urlsplit(conf.redirect_url).netloc, *conf.return_url_hosts) if host}
     return url_has_allowed_host_and_scheme(url, allowed_hosts=hosts, require_https=conf.https)
 
 

@@ -306,6 +306,9 @@ class PkceCode(models.Model):
     link_key = models.CharField(max_length=300, blank=True, default="", db_index=True)
     # Where the browser returns afterwards ("": KLAVIYO_RETURN_URL, or this site's own page).
     return_url = models.CharField(max_length=2048, blank=True, default="")
+    # The redirect_uri sent to Klaviyo's authorize URL: the code exchange must send the same
+    # ("" for rows made before it was stored: KLAVIYO_REDIRECT_URL).
+    redirect_uri = models.CharField(max_length=2048, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
 

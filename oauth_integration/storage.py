@@ -45,6 +45,7 @@ class PkceStorage(Protocol):
         expires_at: datetime,
         link_key: str = "",
         return_url: str = "",
+        redirect_uri: str = "",
     ) -> None:
         """Remember a pending authorization under (a hash of) its state."""
 
@@ -113,6 +114,7 @@ class DjangoPkceStorage:
         expires_at: datetime,
         link_key: str = "",
         return_url: str = "",
+        redirect_uri: str = "",
     ) -> None:
         PkceCode.objects.create(
             state_hash=digest(state),
@@ -122,6 +124,7 @@ class DjangoPkceStorage:
             expires_at=expires_at,
             link_key=link_key,
             return_url=return_url,
+            redirect_uri=redirect_uri,
         )
 
     def retrieve(self, state: str) -> PkceCode:

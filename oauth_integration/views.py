@@ -19,7 +19,7 @@ from oauth_integration.conf import conf
 from oauth_integration.exceptions import AuthorizationRefused, InvalidInput
 from oauth_integration.forms import CallbackForm, ConnectForm, ProfilesQueryForm, first_error
 from oauth_integration.http_errors import answers_errors, json_problem, page_problem
-from oauth_integration.links import build_start_link, verify_start_link
+from oauth_integration.links import build_start_link, callback_url, verify_start_link
 from oauth_integration.validators import validate_customer_identifier
 
 # The browser's half of the state binding: a random secret kept in its Django session.
@@ -66,13 +66,16 @@ def start(request: HttpRequest, customer_identifier: str) -> HttpResponse:
     # In sandbox mode an unsigned link (link None) goes straight to the consent page.
     link = None if not token and conf.sandbox else verify_start_link(customer_identifier, token)
     # The state is bound to this browser's session cookie, which must be the one the
-    # callback will see: move to the redirect URL's host first if we are elsewhere.
+    # callback will see: move to the redirect URL's host first if we are elsewhere. (Without
+    # KLAVIYO_REDIRECT_URL the callback is on this request's own host: nothing to move.)
     callback = urlsplit(conf.redirect_url)
     if request.method != "POST" and callback.netloc and request.get_host() != callback.netloc:
         return HttpResponseRedirect(f"{callback.scheme}://{callback.netloc}{request.get_full_path()}")
     if link is None:
         authorize_url = services.begin_authorization(
-            customer_identifier=customer_identifier, browser_binding=_browser_binding(request)
+            customer_identifier=customer_identifier,
+            browser_binding=_browser_binding(request),
+            redirect_uri=callback_url(request),
         )
         return HttpResponseRedirect(authorize_url)
     if link.user_id and not request.user.is_authenticated:
@@ -80,7 +83,10 @@ def start(request: HttpRequest, customer_identifier: str) -> HttpResponse:
     link.check_user(request.user)
     if request.method == "POST":
         authorize_url = services.begin_authorization(
-            customer_identifier=customer_identifier, browser_binding=_browser_binding(request), link=link
+            customer_identifier=customer_identifier,
+            browser_binding=_browser_binding(request),
+            link=link,
+            redirect_uri=callback_url(request),
         )
         return HttpResponseRedirect(authorize_url)
     context = {"link": link, "scopes": conf.required_scopes, "sandbox": conf.sandbox}

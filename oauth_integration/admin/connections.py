@@ -312,7 +312,7 @@ class OAuthTokenAdmin(HealthPageMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         if not selected:
             return None
         links = [
-            (row, row.missing_scopes(conf.required_scopes), build_start_link(row.customer_identifier))
+            (row, row.missing_scopes(conf.required_scopes), build_start_link(row.customer_identifier, request=request))
             for row in selected
         ]
         context = {

@@ -53,13 +53,16 @@ class KlaviyoClient:
 
     # --- OAuth ---------------------------------------------------------------------------
 
-    def authorize_url(self, *, state: str, code_challenge: str) -> str:
-        """The browser URL that asks the customer to grant our scopes (PKCE S256)."""
+    def authorize_url(self, *, state: str, code_challenge: str, redirect_uri: str = "") -> str:
+        """The browser URL that asks the customer to grant our scopes (PKCE S256).
+
+        ``redirect_uri``: where Klaviyo sends the browser back ("": KLAVIYO_REDIRECT_URL).
+        """
         query = urlencode(
             {
                 "response_type": "code",
                 "client_id": conf.client_id,
-                "redirect_uri": conf.redirect_url,
+                "redirect_uri": redirect_uri or conf.redirect_url,
                 "scope": conf.scopes,
                 "state": state,
                 "code_challenge_method": "S256",
@@ -69,14 +72,15 @@ class KlaviyoClient:
         )
         return f"{conf.authorize_url}?{query}"
 
-    def exchange_code(self, *, code: str, code_verifier: str) -> TokenGrant:
-        """Trade an authorization code for tokens. Raises InvalidGrant, KlaviyoAPIError, KlaviyoUnavailable."""
+    def exchange_code(self, *, code: str, code_verifier: str, redirect_uri: str = "") -> TokenGrant:
+        """Trade an authorization code for tokens, sending the ``redirect_uri`` the authorization sent
+        ("": KLAVIYO_REDIRECT_URL). Raises InvalidGrant, KlaviyoAPIError, KlaviyoUnavailable."""
         grant = self._token_request(
             {
                 "grant_type": "authorization_code",
                 "code": code,
                 "code_verifier": code_verifier,
-                "redirect_uri": conf.redirect_url,
+                "redirect_uri": redirect_uri or conf.redirect_url,
             }
         )
         if not grant.refresh_token:

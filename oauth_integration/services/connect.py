@@ -22,7 +22,7 @@ from oauth_integration.exceptions import (
 )
 from oauth_integration.klaviyo import account_id_and_name
 from oauth_integration.klaviyo import client as klaviyo
-from oauth_integration.links import StartLink, return_to
+from oauth_integration.links import StartLink, callback_url, return_to
 from oauth_integration.models import ConnectionEvent, OAuthToken, PkceCode, UsedStartLink
 from oauth_integration.services.refresh import revoke_quietly
 from oauth_integration.storage import pkce_storage, token_storage
@@ -49,16 +49,22 @@ def missing_scopes(*, customer_identifier: str) -> list[str]:
     return granted.missing_scopes(conf.required_scopes)
 
 
-def begin_authorization(*, customer_identifier: str, browser_binding: str, link: StartLink | None = None) -> str:
+def begin_authorization(
+    *, customer_identifier: str, browser_binding: str, link: StartLink | None = None, redirect_uri: str = ""
+) -> str:
     """Start connecting a customer: use the start link up, remember a PKCE verifier under a random state.
 
     ``browser_binding`` is a secret kept in the browser's session; the callback must
     present the same one. ``link``: the verified start link (None: an unsigned one, as in
-    sandbox mode); a signed link is used once only. This browser and this link keep a
-    bounded number of pending authorizations: the oldest beyond the caps are dropped.
-    Returns Klaviyo's authorize URL to redirect the browser to. Raises StartLinkUsed.
+    sandbox mode); a signed link is used once only. ``redirect_uri``: where Klaviyo sends
+    the browser back (``links.callback_url(request)``; "": KLAVIYO_REDIRECT_URL), kept
+    with the pending authorization so that the code exchange sends the same. This browser
+    and this link keep a bounded number of pending authorizations: the oldest beyond the
+    caps are dropped. Returns Klaviyo's authorize URL to redirect the browser to.
+    Raises StartLinkUsed; ImproperlyConfigured when there is no redirect URL at all.
     """
     validate_customer_identifier(customer_identifier)
+    redirect_uri = redirect_uri or callback_url()
     link = link or StartLink(customer_identifier)
     if link.customer_identifier != customer_identifier:
         raise InvalidStartLink("This link was issued for a different customer.")
@@ -81,8 +87,9 @@ def begin_authorization(*, customer_identifier: str, browser_binding: str, link:
             expires_at=timezone.now() + conf.pkce_lifetime,
             link_key=link.key,
             return_url=link.return_url,
+            redirect_uri=redirect_uri,
         )
-    return klaviyo.authorize_url(state=state, code_challenge=pkce.code_challenge(verifier))
+    return klaviyo.authorize_url(state=state, code_challenge=pkce.code_challenge(verifier), redirect_uri=redirect_uri)
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,9 @@ def complete_authorization(*, state: str, code: str, browser_binding: str | None
     """
     pending = _take_pending(state, browser_binding)
     customer = pending.customer_identifier
-    grant = klaviyo.exchange_code(code=code, code_verifier=str(pending.code_verifier))
+    grant = klaviyo.exchange_code(
+        code=code, code_verifier=str(pending.code_verifier), redirect_uri=pending.redirect_uri or callback_url()
+    )
     account_id, account_name = _fetch_account(grant.access_token)
     previous = token_storage.save(customer, grant, account_id=account_id, account_name=account_name)
 

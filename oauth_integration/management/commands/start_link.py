@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.urls import reverse
 
 from oauth_integration.exceptions import InvalidCustomerIdentifier, InvalidReturnURL
 from oauth_integration.links import build_start_link
@@ -14,7 +16,8 @@ from oauth_integration.links import build_start_link
 class Command(BaseCommand):
     help = (
         "Print a signed link that starts connecting CUSTOMER_IDENTIFIER to Klaviyo. It works once, "
-        "for KLAVIYO_START_LINK_MAX_AGE seconds."
+        "for KLAVIYO_START_LINK_MAX_AGE seconds. Its address is KLAVIYO_REDIRECT_URL's origin, "
+        "so that setting is required here."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -42,3 +45,8 @@ class Command(BaseCommand):
             self.stdout.write(build_start_link(customer_identifier, user=bound_to, next=next))
         except (InvalidCustomerIdentifier, InvalidReturnURL) as exc:
             raise CommandError(str(exc)) from exc
+        except ImproperlyConfigured as exc:
+            raise CommandError(
+                "KLAVIYO_REDIRECT_URL is not set, so this command does not know this site's address: set it to "
+                f"the https:// URL of {reverse('oauth_integration:authorize')} that is registered in Klaviyo."
+            ) from exc
