@@ -1,4 +1,4 @@
-"""Connections, pending authorizations and their history: data, and the queries over it.
+"""Connections: one per customer, their tokens (encrypted by their fields), and the queries over them.
 
 The single-flight refresh lease (claim, store, release) is a set of conditional UPDATEs
 on ``OAuthTokenQuerySet``; the algorithm that uses them is described at the top of
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, connections, models, transaction
+from django.db import connections, models
 from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -275,120 +275,3 @@ class OAuthToken(models.Model):
     def called_since_refresh(self) -> bool:
         """The current access token has been used for a call: the connection is in use."""
         return self.last_called_at is not None and self.last_called_at >= self.last_used_at
-
-
-class PkceCodeQuerySet(EncryptedQuerySet):
-    def expired(self, *, now: datetime | None = None) -> PkceCodeQuerySet:
-        return self.filter(expires_at__lte=now or timezone.now())
-
-    def make_room(self, *, browser_binding_hash: str, link_key: str, per_browser: int, per_link: int) -> int:
-        """Before one more is added: drop the oldest pending authorizations of this browser
-        and of this link beyond their caps. Returns how many were dropped."""
-        dropped = 0
-        for rows, cap in (
-            (self.filter(browser_binding_hash=browser_binding_hash), per_browser),
-            (self.filter(link_key=link_key), per_link),
-        ):
-            stale = list(rows.order_by("-created_at", "-id").values_list("pk", flat=True)[cap - 1 :])
-            if stale:
-                dropped += self.filter(pk__in=stale).delete()[0]
-        return dropped
-
-
-class PkceCode(models.Model):
-    """A pending authorization: consumed exactly once, within ten minutes."""
-
-    state_hash = models.CharField(max_length=64, unique=True)
-    customer_identifier = models.CharField(max_length=255, db_index=True)
-    code_verifier = EncryptedTextField(bind_to="state_hash")
-    browser_binding_hash = models.CharField(max_length=64, db_index=True)
-    # The start link it came from (its id; "unsigned:<customer>" for an unsigned sandbox link).
-    link_key = models.CharField(max_length=300, blank=True, default="", db_index=True)
-    # Where the browser returns afterwards ("": KLAVIYO_RETURN_URL, or this site's own page).
-    return_url = models.CharField(max_length=2048, blank=True, default="")
-    # The redirect_uri sent to Klaviyo's authorize URL: the code exchange must send the same
-    # ("" for rows made before it was stored: KLAVIYO_REDIRECT_URL).
-    redirect_uri = models.CharField(max_length=2048, blank=True, default="")
-    created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField(db_index=True)
-
-    objects = PkceCodeQuerySet.as_manager()
-
-    class Meta:
-        verbose_name = "pending authorization"
-        base_manager_name = "objects"
-
-    def __str__(self) -> str:
-        return f"Pending authorization for {self.customer_identifier}"
-
-    def is_expired(self, *, now: datetime | None = None) -> bool:
-        """True once this authorization can no longer be completed."""
-        return self.expires_at <= (now or timezone.now())
-
-
-class UsedStartLinkQuerySet(models.QuerySet):
-    def use(self, link_id: str, *, expires_at: datetime) -> bool:
-        """Record that the link was used; True for exactly one of concurrent callers."""
-        try:
-            with transaction.atomic():
-                self.create(link_id=link_id, expires_at=expires_at)
-        except IntegrityError:
-            return False
-        return True
-
-    def expired(self, *, now: datetime | None = None) -> UsedStartLinkQuerySet:
-        """Links past their expiry: they are refused as expired anyway, so the record can go."""
-        return self.filter(expires_at__lte=now or timezone.now())
-
-
-class UsedStartLink(models.Model):
-    """A /start link that was used (single use). Kept until the link expires."""
-
-    link_id = models.CharField(max_length=32, unique=True)
-    used_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField(db_index=True)
-
-    objects = UsedStartLinkQuerySet.as_manager()
-
-    class Meta:
-        verbose_name = "used start link"
-
-    def __str__(self) -> str:
-        return f"Start link used at {self.used_at:%Y-%m-%d %H:%M:%S}"
-
-
-class ConnectionEventQuerySet(models.QuerySet):
-    def record(self, customer_identifier: str, kind: str, detail: str = "") -> None:
-        """Append to the history of the customer's connection (which must exist)."""
-        connection_id = OAuthToken.objects.of(customer_identifier).values_list("pk", flat=True)[:1]
-        self.create(connection_id=models.Subquery(connection_id), kind=kind, detail=detail[:255])
-
-
-class ConnectionEvent(models.Model):
-    """What happened to a customer's connection. Kept after the tokens are removed."""
-
-    class Kind(models.TextChoices):
-        CONNECTED = "connected", "Connected"
-        RECONNECTED = "reconnected", "Reconnected"
-        ACCOUNT_CHANGED = "account_changed", "Reconnected to a different Klaviyo account"
-        REFRESHED = "refreshed", "Refreshed"
-        REFRESH_FAILED = "refresh_failed", "Refresh failed"
-        CALL_FAILED = "call_failed", "Call to Klaviyo failed"
-        NEEDS_REAUTHORIZATION = "needs_reauthorization", "Needs reauthorization"
-        REVOKED = "revoked", "Revoked"
-        REVOKE_FAILED = "revoke_failed", "Revoke at Klaviyo failed"
-        TESTED = "tested", "Connection tested"
-
-    connection = models.ForeignKey(OAuthToken, on_delete=models.CASCADE, related_name="events")
-    kind = models.CharField(max_length=32, choices=Kind.choices)
-    detail = models.CharField(max_length=255, blank=True, default="")
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-
-    objects = ConnectionEventQuerySet.as_manager()
-
-    class Meta:
-        ordering = ("-created_at", "-id")
-        indexes = [models.Index(fields=["connection", "-created_at"], name="event_connection_recent")]
-
-    def __str__(self) -> str:
-        return f"{self.connection.customer_identifier}: {self.get_kind_display()}"
