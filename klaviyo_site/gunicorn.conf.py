@@ -1,7 +1,7 @@
 """gunicorn settings for ``make serve`` and the bench: the one place for the serving defaults.
 
 Worker processes, threads per worker and the worker class come from the environment
-(``WEB_CONCURRENCY``, default 2; ``GUNICORN_THREADS``, default 4; ``GUNICORN_WORKER_CLASS``,
+(``WEB_CONCURRENCY``, default 2; ``GUNICORN_THREADS``, default 2; ``GUNICORN_WORKER_CLASS``,
 default ``gthread``), so ``make serve`` and ``python -m bench`` serve the same way; a
 command-line ``--workers``/``--threads``/``--worker-class`` still wins. The address comes
 from ``--bind``.
@@ -23,7 +23,7 @@ def _positive(name: str, default: int) -> int:
 
 
 workers = _positive("WEB_CONCURRENCY", 2)
-threads = _positive("GUNICORN_THREADS", 4)
+threads = _positive("GUNICORN_THREADS", 2)
 # gthread workers keep answering while a request waits for Klaviyo.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "").strip() or "gthread"
 
