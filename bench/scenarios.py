@@ -233,8 +233,8 @@ def in_process(bench: Bench, upstream: loadgen.LoadResult, request_cpu: float) -
     bench.table.add(
         section="1",
         measurement="SQL queries per call",
-        notes=f"GET /profiles: {len(queries)} (HTTP {response.status_code}: session, user, connection); "
-        f"services.get_profiles: {service_queries}",
+        notes=f"GET /profiles: {len(queries)} (HTTP {response.status_code}; the session and the user come from "
+        f"the cache when one is shared); services.get_profiles: {service_queries}",
     )
 
 
