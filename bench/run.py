@@ -140,6 +140,11 @@ def run(bench: Bench, db_label: str) -> None:
     parts, args = bench.args.parts, bench.args
     step(f"migrating {db_label}")
     call_command("migrate", verbosity=0, interactive=False)
+    if os.environ.get("CACHE_URL"):
+        from django.core.cache import cache
+
+        step("emptying the cache CACHE_URL names (sessions and users of the scratch database go there)")
+        cache.clear()
     with connection.cursor() as cursor:
         cursor.execute("SELECT sqlite_version()" if connection.vendor == "sqlite" else "SHOW server_version")
         db_version = cursor.fetchone()[0]

@@ -15,8 +15,9 @@ cache then holds user rows (including password hashes), as the database does: pr
 it as you protect the database.
 
 Entries are versioned: a change bumps the user's version (or, for group and permission
-changes, a global one) instead of deleting, so a request that read the database just
-before a change can only ever write an entry nobody reads any more.
+changes, a global one) instead of deleting, and each entry records the versions it was
+filled under; a request that read the database just before a change can only ever write
+an entry that no longer matches. The versions and the entry are read in one round trip.
 """
 
 from __future__ import annotations
@@ -43,16 +44,17 @@ class CachedModelBackend(ModelBackend):
     """``ModelBackend`` whose ``get_user`` answers from the shared cache (permissions included)."""
 
     def get_user(self, user_id: Any) -> Any:
-        version_key = _version_key(user_id)
-        versions = cache.get_many([GENERATION, version_key])
-        key = f"{PREFIX}:user:{versions.get(GENERATION, 0)}:{versions.get(version_key, 0)}:{user_id}"
-        user = cache.get(key)
+        version_key, key = _version_key(user_id), f"{PREFIX}:user:{user_id}"
+        found = cache.get_many([GENERATION, version_key, key])
+        versions = (found.get(GENERATION, 0), found.get(version_key, 0))
+        entry = found.get(key)
+        if entry is not None and entry[0] == versions:
+            return entry[1]
+        user = super().get_user(user_id)
         if user is None:
-            user = super().get_user(user_id)
-            if user is None:
-                return None
-            self.get_all_permissions(user)  # computed once, cached on the instance with it
-            cache.set(key, user, TIMEOUT)
+            return None
+        self.get_all_permissions(user)  # computed once, cached on the instance with it
+        cache.set(key, (versions, user), TIMEOUT)
         return user
 
 
