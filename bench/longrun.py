@@ -18,6 +18,7 @@ from bench.report import ms, per_s, step
 WALK_PAGE_SIZE = 100
 # Cron runs refresh_tokens every 10 minutes; a run's requests times 6 is the hourly load.
 RUNS_PER_HOUR = 6
+CRON_INTERVAL = 3600 // RUNS_PER_HOUR  # seconds
 IN_USE_SHARE = 0.8  # of the connections: called since their last refresh; the others sit idle
 POLICIES = (
     # (label, refresh_tokens flags, days over which idle refresh tokens were last used)
@@ -69,8 +70,9 @@ def keep_alive_load(bench: Bench) -> None:
 
     The connections are set to the steady state of each policy: those in use expire evenly
     over the next hour (Klaviyo's tokens live an hour); the idle ones were last refreshed
-    evenly over the policy's idle window. One run of the real command against the fake
-    upstream is counted; a 10-minute cron makes six runs an hour.
+    evenly over the policy's idle window plus one cron interval, so that the share which fell
+    due since the previous run is there to be refreshed. One run of the real command against
+    the fake upstream is counted; a 10-minute cron makes six runs an hour.
     """
     from oauth_integration.models import OAuthToken
 
@@ -106,7 +108,7 @@ def _steady_state(idle_days: int) -> None:
     from oauth_integration.models import OAuthToken
 
     now = timezone.now()
-    idle_window = idle_days * 86_400
+    idle_window = idle_days * 86_400 + CRON_INTERVAL
     rows = list(OAuthToken.objects.only("id").order_by("id"))
     in_use_every = round(1 / (1 - IN_USE_SHARE))  # every 5th connection sits idle
     for number, row in enumerate(rows):
