@@ -1,4 +1,4 @@
-"""App configuration: registers the system checks and, when its backend is used, the auth cache's receivers."""
+"""App configuration: registers the system checks and the auth cache's receivers."""
 
 from __future__ import annotations
 
@@ -11,11 +11,7 @@ class OAuthIntegrationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.conf import settings
-
         from oauth_integration import checks  # noqa: F401  (registers the checks)
+        from oauth_integration.auth import connect_invalidation
 
-        if "oauth_integration.auth.CachedModelBackend" in settings.AUTHENTICATION_BACKENDS:
-            from oauth_integration.auth import connect_invalidation
-
-            connect_invalidation()
+        connect_invalidation()

@@ -22,14 +22,17 @@ an entry that no longer matches. The versions and the entry are read in one roun
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Group, Permission
 from django.core.cache import cache
 from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.utils.module_loading import import_string
 
 PREFIX = "oauth_integration:auth"
 GENERATION = f"{PREFIX}:generation"
@@ -77,12 +80,23 @@ def forget_everyone() -> None:
         cache.set(GENERATION, 1, None)
 
 
+@functools.lru_cache(maxsize=4)
+def _caching(backends: tuple[str, ...]) -> bool:
+    return any(issubclass(import_string(path), CachedModelBackend) for path in backends)
+
+
+def in_use() -> bool:
+    """Whether a configured authentication backend is (or extends) ``CachedModelBackend``."""
+    return _caching(tuple(settings.AUTHENTICATION_BACKENDS))
+
+
 def _user_changed(sender: type[Model], instance: Model, **kwargs: Any) -> None:
-    forget_user(instance.pk)
+    if in_use():
+        forget_user(instance.pk)
 
 
 def _memberships_changed(sender: Any, instance: Model, action: str, reverse: bool, pk_set: Any, **kwargs: Any) -> None:
-    if not action.startswith("post_"):
+    if not action.startswith("post_") or not in_use():
         return
     if reverse:  # group.user_set or permission.user_set changed: those users
         for user_id in pk_set or ():
@@ -94,11 +108,16 @@ def _memberships_changed(sender: Any, instance: Model, action: str, reverse: boo
 
 
 def _groups_changed(sender: Any, **kwargs: Any) -> None:
-    forget_everyone()
+    if in_use():
+        forget_everyone()
 
 
 def connect_invalidation() -> None:
-    """Connect the receivers that keep the cache truthful (done once, when the app is ready)."""
+    """Connect the receivers that keep the cache truthful (done once, when the app is ready).
+
+    They are always connected and act only while the backend is in use, so that settings
+    changed after start-up (a subclass, tests) are covered and a site without it never
+    touches the cache when a user is saved."""
     user_model = get_user_model()
     post_save.connect(_user_changed, sender=user_model, dispatch_uid="oauth_integration.auth.user_saved")
     post_delete.connect(_user_changed, sender=user_model, dispatch_uid="oauth_integration.auth.user_deleted")

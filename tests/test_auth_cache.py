@@ -14,9 +14,13 @@ pytestmark = pytest.mark.django_db
 VIEW = "view_oauthtoken"
 
 
-@pytest.fixture(autouse=True)
-def _cached_backend(settings):
-    settings.AUTHENTICATION_BACKENDS = ["oauth_integration.auth.CachedModelBackend"]
+class SiteBackend(CachedModelBackend):
+    """A host project's own backend built on the cached one."""
+
+
+@pytest.fixture(autouse=True, params=["oauth_integration.auth.CachedModelBackend", f"{__name__}.SiteBackend"])
+def _cached_backend(settings, request):
+    settings.AUTHENTICATION_BACKENDS = [request.param]
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 
@@ -106,3 +110,13 @@ def test_an_entry_filled_before_a_change_is_never_used(reader):
     assert not fresh.has_perm(f"oauth_integration.{VIEW}")
     forget_user(user.pk)
     assert not backend.get_user(user.pk).has_perm(f"oauth_integration.{VIEW}")
+
+
+def test_without_the_backend_saving_a_user_leaves_the_cache_alone(settings):
+    settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+    user = get_user_model().objects.create_user("plain")
+    user.is_active = False
+    user.save()
+    user.user_permissions.add(Permission.objects.get(codename=VIEW))
+    Group.objects.create(name="support")
+    assert cache.get_many([f"oauth_integration:auth:version:{user.pk}", "oauth_integration:auth:generation"]) == {}
