@@ -31,22 +31,36 @@ _KINDS = {"int": "an integer", "float": "a number", "bool": "true or false"}
 
 
 def _env(name: str, cast: str = "str", default: object = None) -> Any:
-    """``name`` from the environment, cast by django-environ (``str``, ``int``, ``float``,
-    ``bool`` or ``list``); ``default`` when unset or empty (``PORT=`` in .env means the
+    """``name`` from the environment, stripped and cast (``str``, ``int``, ``float``, ``bool``
+    or ``list``); ``default`` when unset or empty (``PORT=`` in .env means the
     default, not ""). A malformed value gives the default too, and an entry in SETTINGS_ERRORS.
     """
     raw = env.str(name, default="").strip()
     if not raw:
         return default
-    if cast == "bool" and raw.lower() not in _TRUE | _FALSE:
-        # django-environ reads anything unknown as False; a typo must not switch DEBUG off silently.
-        SETTINGS_ERRORS.append(f"{name} must be true or false")
-        return default
     try:
-        return getattr(env, cast)(name)
-    except (ValueError, ImproperlyConfigured):
+        return _CASTS[cast](raw)
+    except ValueError:
         SETTINGS_ERRORS.append(f"{name} must be {_KINDS.get(cast, 'valid')}")
         return default
+
+
+def _bool(raw: str) -> bool:
+    # Anything but these words is an error: a typo must not switch DEBUG off silently.
+    if raw.lower() not in _TRUE | _FALSE:
+        raise ValueError(raw)
+    return raw.lower() in _TRUE
+
+
+# Values and list items are stripped: "a, b" is two hosts, and a secret pasted with a trailing
+# space still matches.
+_CASTS = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": _bool,
+    "list": lambda raw: [item.strip() for item in raw.split(",") if item.strip()],
+}
 
 
 # --- Django and server -----------------------------------------------------------------
@@ -211,11 +225,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # cache is per process, and sessions and users are read from the database.
 
 
+_PER_PROCESS = ("django.core.cache.backends.locmem.LocMemCache", "django.core.cache.backends.dummy.DummyCache")
+# Backends that cull at MAX_ENTRIES themselves; the others hand OPTIONS to their client library.
+_CULLING = ("LocMemCache", "FileBasedCache", "DatabaseCache")
+
+
 def _caches(url: str | None) -> tuple[dict[str, object], bool]:
     """The default cache, and whether every server shares it."""
     if url:
         try:
-            return env.cache_url_config(url), True
+            cache = env.cache_url_config(url)
+            return cache, cache["BACKEND"] not in _PER_PROCESS
         except (ValueError, KeyError, ImproperlyConfigured):
             SETTINGS_ERRORS.append("CACHE_URL is not a valid cache URL (e.g. redis://127.0.0.1:6379/0)")
     database = DATABASES["default"]
@@ -226,7 +246,7 @@ def _caches(url: str | None) -> tuple[dict[str, object], bool]:
 
 
 _cache, SHARED_CACHE = _caches(_env("CACHE_URL"))
-if "redis" not in str(_cache["BACKEND"]):
+if str(_cache["BACKEND"]).rsplit(".", 1)[-1] in _CULLING:
     _cache.setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 100_000)  # sessions live there too
 CACHES = {"default": _cache}
 if SHARED_CACHE:

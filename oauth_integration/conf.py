@@ -75,10 +75,9 @@ def number_problem(name: str, value: object) -> str | None:
 
 
 def _number(name: str) -> float:
-    # A value of the wrong type falls back to the default; one out of range is used as
-    # given (the checks report both).
+    # A value of the wrong type or out of range falls back to the default (the checks report it).
     value = setting(name)
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else DEFAULTS[name]
+    return DEFAULTS[name] if number_problem(name, value) else value
 
 
 def _names(value: object) -> tuple[str, ...]:

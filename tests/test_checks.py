@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from oauth_integration import checks
+from oauth_integration.conf import DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,3 +142,51 @@ def test_unset_names_take_the_app_defaults(settings):
         "https://a.klaviyo.com",
     )
     assert checks.check_malformed_settings() == []
+
+
+def _settings_of(expression, **env):
+    code = f"from django.conf import settings; print(repr(({expression})))"
+    result = _manage("shell", "--verbosity", "0", "-c", code, **env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_values_and_list_items_from_the_environment_are_stripped():
+    printed = _settings_of(
+        "settings.ALLOWED_HOSTS, settings.KLAVIYO_CLIENT_ID, settings.KLAVIYO_REFRESH_MARGIN_SECONDS",
+        DEBUG="true",
+        ALLOWED_HOSTS=" localhost, connect.example.com ,",
+        KLAVIYO_CLIENT_ID="client-id ",
+        KLAVIYO_REFRESH_MARGIN_SECONDS=" 3 ",
+    )
+    assert printed == "(['localhost', 'connect.example.com'], 'client-id', 3)"
+
+
+def test_a_number_out_of_range_takes_its_default(settings):
+    from oauth_integration.conf import conf
+
+    settings.KLAVIYO_MAX_PENDING_PER_BROWSER = 0
+    settings.KLAVIYO_HTTP_TIMEOUT = 0
+    assert (conf.max_pending_per_browser, conf.http_timeout) == (
+        DEFAULTS["KLAVIYO_MAX_PENDING_PER_BROWSER"],
+        DEFAULTS["KLAVIYO_HTTP_TIMEOUT"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:6379/0", "(True, None, 'cached_db', 'CachedModelBackend')"),
+        ("pymemcache://127.0.0.1:11211", "(True, None, 'cached_db', 'CachedModelBackend')"),
+        ("locmemcache://", "(False, 100000, 'db', 'ModelBackend')"),
+    ],
+)
+def test_only_a_cache_every_server_shares_serves_sessions_and_users(url, expected):
+    printed = _settings_of(
+        "settings.SHARED_CACHE, settings.CACHES['default'].get('OPTIONS', {}).get('MAX_ENTRIES'), "
+        "settings.SESSION_ENGINE.rsplit('.', 1)[1], settings.AUTHENTICATION_BACKENDS[0].rsplit('.', 1)[1]",
+        DEBUG="true",
+        DATABASE_URL="postgres://user@db.example:5432/app",
+        CACHE_URL=url,
+    )
+    assert printed == expected

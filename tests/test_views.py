@@ -2,12 +2,14 @@
 
 import base64
 import hashlib
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 from responses import matchers
 
 from oauth_integration.links import build_start_link
@@ -99,9 +101,12 @@ def test_tampered_start_link_is_refused(client):
     assert counts() == (0, 0, 0)
 
 
-def test_expired_start_link_is_refused(client, settings):
-    settings.KLAVIYO_START_LINK_MAX_AGE = -1  # expired the moment it is made
-    link = build_start_link("cust-1", absolute=False)
+def test_expired_start_link_is_refused(client, settings, monkeypatch):
+    settings.KLAVIYO_START_LINK_MAX_AGE = 60
+    made = timezone.now() - timedelta(seconds=61)
+    monkeypatch.setattr("oauth_integration.links.timezone.now", lambda: made)
+    link = build_start_link("cust-1", absolute=False)  # made 61 s ago, for 60 s
+    monkeypatch.undo()
     response = client.get(link)
     assert response.status_code == 403
     assert b"expired" in response.content
