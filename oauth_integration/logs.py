@@ -2,7 +2,8 @@
 
 * ``request_id_middleware`` gives every request an id (the caller's ``X-Request-ID`` when
   it is a plain token, else a random one), sends it back in ``X-Request-ID`` and keeps it
-  for the duration of the request.
+  for the duration of the request, and on the request itself for Django's own lines about
+  the response (logged after the middleware has returned).
 * ``ContextFilter`` adds ``request_id`` and ``customer_identifier`` (from ``extra=``) to
   every record, so both the plain and the JSON format can show them.
 * ``JsonFormatter`` writes one JSON object per line (time, level, logger, message,
@@ -34,6 +35,7 @@ def request_id_middleware(get_response: Callable[[HttpRequest], HttpResponse]) -
     def middleware(request: HttpRequest) -> HttpResponse:
         given = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = given if _ACCEPTED_ID.fullmatch(given) else uuid.uuid4().hex
+        request.request_id = request_id  # type: ignore[attr-defined]
         token = _request_id.set(request_id)
         try:
             response = get_response(request)
@@ -49,7 +51,7 @@ class ContextFilter(logging.Filter):
     """Adds ``request_id`` and ``customer_identifier`` (empty when not relevant) to each record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = _request_id.get()
+        record.request_id = _request_id.get() or getattr(getattr(record, "request", None), "request_id", "")
         if not hasattr(record, "customer_identifier"):
             record.customer_identifier = ""
         return True

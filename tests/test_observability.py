@@ -89,6 +89,15 @@ def test_each_request_gets_an_id_echoed_in_its_response(client):
     assert client.get("/healthz", HTTP_X_REQUEST_ID="bad id\n<x>")["X-Request-ID"] != "bad id\n<x>"
 
 
+def test_djangos_own_line_about_a_refused_request_carries_its_id(client, caplog):
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        response = client.get("/profiles/cust-1")  # logged in as nobody: refused
+    assert response.status_code == 401
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    ContextFilter().filter(record)  # as the handlers do, after the middleware has returned
+    assert record.request_id == response["X-Request-ID"]
+
+
 def test_json_log_lines_carry_time_level_logger_message_request_and_customer_only():
     record = logging.LogRecord(
         "oauth_integration.services", logging.WARNING, __file__, 1, "Customer %s did %s", ("c-9", "x"), None
