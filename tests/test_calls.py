@@ -203,6 +203,16 @@ def test_a_403_for_a_scope_never_granted_names_the_scope(mocked_responses, conne
         call("POST", "/api/events", json={"data": {"type": "event"}})
     assert excinfo.value.scopes == ("events:write",)
     assert OAuthToken.objects.get().failure_reason == FailureReason.MISSING_SCOPE
+    [(_, detail)] = history()
+    assert detail.count("POST /api/events") == 1
+
+
+def test_a_plain_403_in_the_history_names_the_call(mocked_responses, connected):
+    mocked_responses.get(LISTS, status=403, json={"errors": [{"code": "permission_denied"}]})
+    with pytest.raises(KlaviyoAPIError):
+        call("GET")
+    [(_, detail)] = history()
+    assert "GET /api/lists: Klaviyo returned HTTP 403" in detail
 
 
 def test_a_403_for_a_granted_scope_is_plain_forbidden(mocked_responses, connected):
@@ -293,3 +303,5 @@ def test_a_write_that_timed_out_says_it_may_or_may_not_have_been_applied(mocked_
     mocked_responses.post(LISTS, body=requests.ReadTimeout())
     with pytest.raises(KlaviyoWriteUncertain, match="POST /api/lists: no answer from Klaviyo"):
         call("POST", json=BODY)
+    [(_, detail)] = history()
+    assert detail.count("POST /api/lists") == 1 and "no answer from Klaviyo (ReadTimeout)" in detail

@@ -123,6 +123,12 @@ def iter_klaviyo(
         page_params = dict(parse_qsl(urlsplit(next_url).query, keep_blank_values=True))
 
 
+def _detail(exc: KlaviyoError, method: str, path: str) -> str:
+    """The history's text for a failed call: which call, then what went wrong (said once)."""
+    text, call = str(exc), f"{method} {path}"
+    return text if call in text else f"{call}: {text}"
+
+
 def _call(connection: OAuthToken, method: str, path: str, send: Callable[[str], T]) -> T:
     customer = connection.customer_identifier
     try:
@@ -130,15 +136,13 @@ def _call(connection: OAuthToken, method: str, path: str, send: Callable[[str], 
     except KlaviyoUnauthorized:
         raise  # the caller refreshes once and retries
     except KlaviyoForbidden as exc:
-        granted = set(connection.scopes.split())
-        missing = [scope for scope in required_scopes(method, path) if scope not in granted]
-        if missing:
+        if missing := connection.missing_scopes(required_scopes(method, path)):
             exc = MissingScope(exc, scopes=missing, method=method, path=path)
-        record_failure(customer, reason=failure_reason(exc), event=Event.CALL_FAILED, detail=str(exc))
+        record_failure(customer, reason=failure_reason(exc), event=Event.CALL_FAILED, detail=_detail(exc, method, path))
         raise exc from None
     except KlaviyoError as exc:
         if is_connection_failure(exc):
-            detail = f"{method} {path}: {exc}"
+            detail = _detail(exc, method, path)
             record_failure(customer, reason=failure_reason(exc), event=Event.CALL_FAILED, detail=detail)
         raise
     if connection.failure_reason:

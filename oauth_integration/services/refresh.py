@@ -101,8 +101,8 @@ def fresh_connection(
                 metrics.count_refresh("waited")
             return connection
         failed_until = connection.refresh_failed_until
-        if failed_until is not None and (
-            failed_until > timezone.now() or (waiting_since is not None and failed_until >= waiting_since)
+        if connection.refresh_failed_recently() or (
+            waiting_since is not None and failed_until is not None and failed_until >= waiting_since
         ):
             # The refresh we waited for, or one moments ago, failed: don't all retry it in turn.
             raise KlaviyoUnavailable(
