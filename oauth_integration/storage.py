@@ -87,7 +87,7 @@ class DjangoTokenStorage:
             else:
                 # A refresh in flight finds the version moved on and discards its tokens.
                 OAuthToken.objects.of(customer_identifier).update(
-                    customer_identifier=customer_identifier, version=F("version") + 1, updated_at=now, **values
+                    customer_identifier=customer_identifier, version=F("version") + 1, **values
                 )
         return previous
 

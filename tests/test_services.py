@@ -71,6 +71,20 @@ def test_token_expiring_within_the_margin_is_refreshed_first(mocked_responses, m
     assert events() == ["refreshed"]
 
 
+def test_a_refresh_and_a_disconnect_stamp_updated_at(mocked_responses, make_connection):
+    make_connection(expires_at=timezone.now() - timedelta(seconds=1))
+    a_day_ago = timezone.now() - timedelta(days=1)
+    OAuthToken.objects.update(updated_at=a_day_ago)
+    mocked_responses.post(TOKEN_URL, json=token_body("at-2", "rt-2"))
+    mocked_responses.get(PROFILES_URL, match=[bearer("at-2")], json=profiles_body())
+    services.get_profiles(customer_identifier="cust-1")
+    assert OAuthToken.objects.get().updated_at > a_day_ago + timedelta(hours=23)
+    OAuthToken.objects.update(updated_at=a_day_ago)
+    mocked_responses.post(REVOKE_URL, json={})
+    services.disconnect(customer_identifier="cust-1")
+    assert OAuthToken.objects.get().updated_at > a_day_ago + timedelta(hours=23)
+
+
 def test_refresh_margin_is_configurable(mocked_responses, make_connection, settings):
     settings.KLAVIYO_REFRESH_MARGIN_SECONDS = 600
     make_connection(expires_at=timezone.now() + timedelta(minutes=5))

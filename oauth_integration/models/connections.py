@@ -43,6 +43,11 @@ class FailureReason(models.TextChoices):
 
 
 class OAuthTokenQuerySet(EncryptedQuerySet):
+    def update(self, **kwargs: Any) -> int:
+        """Every UPDATE stamps ``updated_at``, as ``save()`` does through ``auto_now``."""
+        kwargs.setdefault("updated_at", timezone.now())
+        return super().update(**kwargs)
+
     def active(self) -> OAuthTokenQuerySet:
         return self.filter(status=ConnectionStatus.ACTIVE)
 
