@@ -3,10 +3,21 @@
 from datetime import UTC, datetime
 
 import pytest
+from django.utils import timezone
 
 from klaviyo_sandbox.accounts import profiles_of
 from klaviyo_sandbox.models import Event, Metric, Profile
-from tests.sandbox.support import BLUEBELL, NORTHWIND, added_profiles, api, error_of, ids, token_for
+from tests.sandbox.support import (
+    BLUEBELL,
+    MIXED_CASE_IDS,
+    NORTHWIND,
+    added_profiles,
+    api,
+    error_of,
+    ids,
+    in_a_language_collation,
+    token_for,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -124,6 +135,15 @@ def test_metrics_list_and_read_back_by_id(client):
         "parameter": "page[size]"
     }
     assert error_of(api(client, "GET", "/metrics/NoSuch", token), 404)["code"] == "not_found"
+
+
+def test_metrics_come_in_code_point_order_of_their_ids_whatever_the_databases_collation(client):
+    in_a_language_collation(Metric)
+    now, token = timezone.now(), token_for()
+    for metric_id in MIXED_CASE_IDS:
+        Metric.objects.create(id=metric_id, account_id=NORTHWIND, name=metric_id, created=now, updated=now)
+    assert ids(api(client, "GET", "/metrics", token)) == sorted(MIXED_CASE_IDS)
+    assert ids(api(client, "GET", "/metrics", token, sort="-id")) == sorted(MIXED_CASE_IDS, reverse=True)
 
 
 def ids_sorted(document):
