@@ -118,6 +118,21 @@ def test_get_events_filters_by_metric_and_datetime_and_sorts(client):
     assert error["source"] == {"parameter": "filter"}
 
 
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        ("999999999999", "The value for 'timestamp' is not a timestamp in range, e.g. 1706659200."),
+        ("9" * 30, "The value for 'timestamp' is not a timestamp in range, e.g. 1706659200."),
+        ("9" * 5000, "The value for 'timestamp' is not a timestamp in range, e.g. 1706659200."),
+        ("²", "The value for 'timestamp' must be a date and time, e.g. 2024-01-31T00:00:00Z."),
+    ],
+)
+def test_a_timestamp_out_of_range_or_not_in_ascii_digits_is_a_400_pointing_at_the_filter(client, value, detail):
+    response = api(client, "GET", "/events", token_for(), filter=f"greater-than(timestamp,{value})")
+    error = error_of(response, 400)
+    assert (error["code"], error["detail"], error["source"]) == ("invalid", detail, {"parameter": "filter"})
+
+
 def test_metrics_list_and_read_back_by_id(client):
     token = token_for()
     record(client, token, datetime(2026, 3, 1, tzinfo=UTC), metric="Viewed Product")
