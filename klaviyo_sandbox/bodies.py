@@ -11,7 +11,6 @@ from django.http import HttpRequest
 from klaviyo_sandbox.exceptions import APIError, invalid
 
 MEDIA_TYPES = ("application/vnd.api+json", "application/json")
-ATTRIBUTES = "/data/attributes"
 
 
 class Unset:

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http.request import validate_host
+from django.http.request import split_domain_port, validate_host
 from django.urls import NoReverseMatch, reverse
 
 REFRESH_FAILURES = ("503", "invalid_grant")
@@ -131,7 +131,7 @@ class _SandboxConf:
     def redirect_uri_registered(self, uri: str) -> bool:
         """``uri`` is the app's registered redirect URI: KLAVIYO_REDIRECT_URL exactly, or, when that
         is empty (the integration then derives it from each request), the integration's
-        ``oauth_integration:authorize`` URL on any host this site serves (ALLOWED_HOSTS)."""
+        ``oauth_integration:authorize`` URL on any host this site serves (ALLOWED_HOSTS), at any port."""
         if self.redirect_url:
             return uri == self.redirect_url
         try:
@@ -139,11 +139,12 @@ class _SandboxConf:
         except NoReverseMatch:
             return False
         parts = urlsplit(uri)
+        host, _port = split_domain_port(parts.netloc)  # as Django checks a request's Host header
         allowed_hosts = settings.ALLOWED_HOSTS or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
         return (
             parts.scheme in ("http", "https")
-            and bool(parts.hostname)
-            and validate_host(parts.netloc, allowed_hosts)
+            and bool(host)
+            and validate_host(host, allowed_hosts)
             and (parts.path, parts.query, parts.fragment) == (callback, "", "")
         )
 

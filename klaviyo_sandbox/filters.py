@@ -178,8 +178,11 @@ def _convert(raw: Any, spec: Field, name: str) -> Any:
         if not isinstance(raw, _Quoted):
             raise _bad(f"The value for '{name}' must be a string in quotes, e.g. \"value\".")
         return str(raw)
-    if spec.kind == TIMESTAMP and isinstance(raw, str) and raw.isdigit():
-        return datetime.fromtimestamp(int(raw), tz=UTC)
+    if spec.kind == TIMESTAMP and isinstance(raw, str) and raw.isascii() and raw.isdigit():
+        try:
+            return datetime.fromtimestamp(int(raw), tz=UTC)
+        except (ValueError, OverflowError, OSError) as exc:  # past the year 9999, or too many digits
+            raise _bad(f"The value for '{name}' is not a timestamp in range, e.g. 1706659200.") from exc
     moment = moment_of(str(raw)) if isinstance(raw, str) else None
     if moment is None:
         raise _bad(f"The value for '{name}' must be a date and time, e.g. 2024-01-31T00:00:00Z.")

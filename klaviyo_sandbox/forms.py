@@ -81,6 +81,3 @@ class ConsentForm(AuthorizationRequestForm):
 
     account = forms.ChoiceField(choices=[(account.id, account.organization_name) for account in ACCOUNTS])
     decision = forms.ChoiceField(choices=[("allow", "Allow"), ("deny", "Deny")])
-
-
-OAUTH_PARAMETERS = tuple(AuthorizationRequestForm.base_fields)

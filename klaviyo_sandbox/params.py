@@ -44,7 +44,8 @@ def _page_size(query: Query, listing: Listing) -> int:
         return listing.page_size
     if listing.max_page_size is None:
         raise invalid("This endpoint does not accept page[size].", parameter="page[size]")
-    size = int(raw) if raw.isdigit() else 0
+    # ASCII digits only ("²".isdigit() is true too), and few enough for int() to convert.
+    size = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else 0
     if not 1 <= size <= listing.max_page_size:
         raise invalid(f"page[size] must be an integer between 1 and {listing.max_page_size}.", parameter="page[size]")
     return size

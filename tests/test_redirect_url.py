@@ -13,7 +13,7 @@ from oauth_integration import checks
 from oauth_integration.links import build_start_link, callback_url
 from oauth_integration.models import OAuthToken, PkceCode
 from tests.conftest import ACCOUNTS_URL, TOKEN_URL, accounts_body, open_start_link, token_body
-from tests.sandbox.support import authorize_params
+from tests.sandbox.support import AUTHORIZE, NORTHWIND, authorize_params
 from tests.test_admin import CONNECTIONS, post_action
 
 pytestmark = pytest.mark.django_db
@@ -132,3 +132,34 @@ def test_without_a_registered_url_the_sandbox_accepts_this_sites_callback_only(s
     settings.KLAVIYO_SANDBOX = True
     form = AuthorizationRequestForm(authorize_params(client_id="client-id", redirect_uri=redirect_uri))
     assert form.is_valid() is registered, form.errors
+
+
+@pytest.mark.parametrize(
+    ("allowed_hosts", "debug"),
+    [(["localhost", "127.0.0.1", "[::1]"], False), ([], True)],  # the development defaults, then DEBUG's
+)
+@pytest.mark.parametrize("redirect_uri", ["http://localhost:8000/authorize", "http://[::1]:8000/authorize"])
+def test_without_a_registered_url_the_sandbox_accepts_the_callback_on_a_development_server_port(
+    client, settings, allowed_hosts, debug, redirect_uri
+):
+    settings.KLAVIYO_SANDBOX = True
+    settings.ALLOWED_HOSTS, settings.DEBUG = allowed_hosts, debug
+    host = urlsplit(redirect_uri).netloc  # runserver's own address
+    params = authorize_params(redirect_uri=redirect_uri)
+
+    assert client.get(AUTHORIZE, params, HTTP_HOST=host).status_code == 200
+    answer = client.post(AUTHORIZE, {**params, "account": NORTHWIND, "decision": "allow"}, HTTP_HOST=host)
+
+    assert answer.status_code == 302, answer.content
+    assert answer["Location"].startswith(f"{redirect_uri}?code=")
+
+
+@pytest.mark.parametrize("redirect_uri", ["http://evil.example:8000/authorize", "http://evil.example/authorize"])
+def test_without_a_registered_url_the_sandbox_refuses_a_host_this_site_does_not_serve_at_any_port(
+    client, settings, redirect_uri
+):
+    settings.KLAVIYO_SANDBOX = True
+    settings.ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
+    response = client.get(AUTHORIZE, authorize_params(redirect_uri=redirect_uri))
+    assert response.status_code == 400
+    assert "<code>redirect_uri</code>" in response.content.decode()

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from klaviyo_sandbox import ids
@@ -15,9 +16,9 @@ from klaviyo_sandbox.bodies import Data, Unset, resource, text
 from klaviyo_sandbox.exceptions import invalid
 from klaviyo_sandbox.filters import DATETIME, STRING, TIMESTAMP, Field, field, moment_of
 from klaviyo_sandbox.models import Event, Metric
-from klaviyo_sandbox.pagination import Ordering, Page, Selection
+from klaviyo_sandbox.pagination import Ordering, Page, Selection, paginate
 from klaviyo_sandbox.params import Listing
-from klaviyo_sandbox.store import owned, page_of, profiles
+from klaviyo_sandbox.store import by_code_point, owned, page_of, profiles
 
 _COMPARISONS = ("greater-or-equal", "greater-than", "less-or-equal", "less-than")
 EVENT_FILTERS: dict[str, Field] = {
@@ -36,7 +37,7 @@ METRIC_FILTERS: dict[str, Field] = {
 }
 LISTING = Listing("event", EVENT_FILTERS, EVENT_ORDERINGS, default_sort="datetime", page_size=200, max_page_size=1000)
 # Metrics come 200 a page, by id; Klaviyo refuses page[size] there.
-METRICS = Listing("metric", METRIC_FILTERS, (Ordering("id", "id"),), default_sort="id", page_size=200)
+METRICS = Listing("metric", METRIC_FILTERS, (Ordering("id", "sort_id"),), default_sort="id", page_size=200)
 _RANDOM = random.SystemRandom()
 
 
@@ -45,7 +46,8 @@ def page(account_id: str, selection: Selection) -> Page:
 
 
 def metrics(account_id: str, selection: Selection) -> Page:
-    return page_of(Metric, account_id, selection)
+    rows = Metric.objects.filter(account_id=account_id).annotate(sort_id=by_code_point(F("id")))
+    return paginate(rows, selection)
 
 
 def metric(account_id: str, metric_id: str) -> Metric:

@@ -21,7 +21,7 @@ FILTERS: dict[str, Field] = {
     "updated": field("updated", DATETIME, "greater-than"),
 }
 ORDERINGS = (
-    Ordering("id", "id"),
+    Ordering("id", "sort_id"),
     Ordering("name", "sort_name"),
     Ordering("created", "created", temporal=True),
     Ordering("updated", "updated", temporal=True),
@@ -38,7 +38,9 @@ OPT_IN_PROCESSES = tuple(ProfileList.OptIn.values)
 
 
 def page(account_id: str, selection: Selection) -> Page:
-    lists = ProfileList.objects.filter(account_id=account_id).annotate(sort_name=by_code_point(F("name")))
+    lists = ProfileList.objects.filter(account_id=account_id).annotate(
+        sort_id=by_code_point(F("id")), sort_name=by_code_point(F("name"))
+    )
     return paginate(lists, selection)
 
 

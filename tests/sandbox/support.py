@@ -2,7 +2,11 @@
 
 import base64
 import json
+import time
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from django.db import connection
 
 from klaviyo_sandbox.accounts import ACCOUNTS, profiles_of
 from klaviyo_sandbox.models import Profile
@@ -127,7 +131,36 @@ def ids(response):
     return [item["id"] for item in response.json()["data"]]
 
 
+def fresh_second():
+    """Wait for the start of a second, so that a test's next calls share one burst window.
+
+    Seed the account first (``ensure_seeded``): its first API call writes its profiles, which on
+    a busy machine can take long enough for the calls after it to fall in the next second.
+    """
+    time.sleep(1 - time.time() % 1 + 0.01)
+
+
 def added_profiles():
     """Profiles in the database besides the fixed accounts' own."""
     fixed = [profile.id for account in ACCOUNTS for profile in profiles_of(account.id)]
     return Profile.objects.exclude(pk__in=fixed)
+
+
+# Ids that sort differently by code point (digits, upper case, lower case) and in a language's collation.
+MIXED_CASE_IDS = ["aaaaaa", "BBBBBB", "cccccc", "DDDDDD", "000000", "eeeeee", "FFFFFF", "gggggg", "HHHHHH", "iiiiii"]
+
+
+def in_a_language_collation(model, column="id"):
+    """On PostgreSQL, the model's column compared as in a database made under en_US.UTF-8 (a, B, c)
+    rather than by code point; the test's transaction undoes it."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a column's collation is set on PostgreSQL only")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_collation WHERE collname = 'en-US-x-icu'")
+        if cursor.fetchone() is None:
+            pytest.skip("this PostgreSQL has no ICU collations")
+        field, quote = model._meta.get_field(column), connection.ops.quote_name
+        cursor.execute(
+            f"ALTER TABLE {quote(model._meta.db_table)} ALTER COLUMN {quote(field.column)}"
+            f' TYPE {field.db_type(connection)} COLLATE "en-US-x-icu"'
+        )

@@ -3,10 +3,21 @@
 from datetime import UTC, datetime
 
 import pytest
+from django.utils import timezone
 
 from klaviyo_sandbox.accounts import profiles_of
 from klaviyo_sandbox.models import Event, Metric, Profile
-from tests.sandbox.support import BLUEBELL, NORTHWIND, added_profiles, api, error_of, ids, token_for
+from tests.sandbox.support import (
+    BLUEBELL,
+    MIXED_CASE_IDS,
+    NORTHWIND,
+    added_profiles,
+    api,
+    error_of,
+    ids,
+    in_a_language_collation,
+    token_for,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -107,6 +118,21 @@ def test_get_events_filters_by_metric_and_datetime_and_sorts(client):
     assert error["source"] == {"parameter": "filter"}
 
 
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        ("999999999999", "The value for 'timestamp' is not a timestamp in range, e.g. 1706659200."),
+        ("9" * 30, "The value for 'timestamp' is not a timestamp in range, e.g. 1706659200."),
+        ("9" * 5000, "The value for 'timestamp' is not a timestamp in range, e.g. 1706659200."),
+        ("²", "The value for 'timestamp' must be a date and time, e.g. 2024-01-31T00:00:00Z."),
+    ],
+)
+def test_a_timestamp_out_of_range_or_not_in_ascii_digits_is_a_400_pointing_at_the_filter(client, value, detail):
+    response = api(client, "GET", "/events", token_for(), filter=f"greater-than(timestamp,{value})")
+    error = error_of(response, 400)
+    assert (error["code"], error["detail"], error["source"]) == ("invalid", detail, {"parameter": "filter"})
+
+
 def test_metrics_list_and_read_back_by_id(client):
     token = token_for()
     record(client, token, datetime(2026, 3, 1, tzinfo=UTC), metric="Viewed Product")
@@ -124,6 +150,15 @@ def test_metrics_list_and_read_back_by_id(client):
         "parameter": "page[size]"
     }
     assert error_of(api(client, "GET", "/metrics/NoSuch", token), 404)["code"] == "not_found"
+
+
+def test_metrics_come_in_code_point_order_of_their_ids_whatever_the_databases_collation(client):
+    in_a_language_collation(Metric)
+    now, token = timezone.now(), token_for()
+    for metric_id in MIXED_CASE_IDS:
+        Metric.objects.create(id=metric_id, account_id=NORTHWIND, name=metric_id, created=now, updated=now)
+    assert ids(api(client, "GET", "/metrics", token)) == sorted(MIXED_CASE_IDS)
+    assert ids(api(client, "GET", "/metrics", token, sort="-id")) == sorted(MIXED_CASE_IDS, reverse=True)
 
 
 def ids_sorted(document):

@@ -1,10 +1,20 @@
 """Lists: create, read, rename, delete; profiles in a list: add, remove, page through, filter."""
 
 import pytest
+from django.utils import timezone
 
 from klaviyo_sandbox.accounts import profiles_of
 from klaviyo_sandbox.models import ListMembership, ProfileList
-from tests.sandbox.support import BLUEBELL, NORTHWIND, api, error_of, ids, token_for
+from tests.sandbox.support import (
+    BLUEBELL,
+    MIXED_CASE_IDS,
+    NORTHWIND,
+    api,
+    error_of,
+    ids,
+    in_a_language_collation,
+    token_for,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -65,6 +75,19 @@ def test_lists_page_by_ten_in_id_order_and_filter_by_name(client):
     assert [item["attributes"]["name"] for item in named.json()["data"]] == ["List 7", "List 3"]
     error = error_of(api(client, "GET", "/lists", token, filter="less-than(created,2024-01-01)"), 400)
     assert error["source"] == {"parameter": "filter"}
+
+
+def test_lists_come_in_code_point_order_of_their_ids_whatever_the_databases_collation(client):
+    in_a_language_collation(ProfileList)
+    now, token = timezone.now(), token_for()
+    list_ids = [*MIXED_CASE_IDS, "jjjjjj", "KKKKKK"]  # two pages
+    for list_id in list_ids:
+        ProfileList.objects.create(id=list_id, account_id=NORTHWIND, name=list_id, created=now, updated=now)
+    in_order = sorted(list_ids)
+    first = api(client, "GET", "/lists", token)
+    assert ids(first) == in_order[:10]
+    assert ids(api(client, "GET", first.json()["links"]["next"], token)) == in_order[10:]
+    assert ids(api(client, "GET", "/lists", token, sort="-id")) == in_order[::-1][:10]
 
 
 def test_lists_belong_to_their_account(client):

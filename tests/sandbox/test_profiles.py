@@ -97,7 +97,7 @@ def test_page_size_between_1_and_100_is_honoured(client, size, count):
     assert len(api_get(client, PROFILES, tokens["access_token"], **{"page[size]": size}).json()["data"]) == count
 
 
-@pytest.mark.parametrize("size", ["0", "101", "-1", "ten", "2.5"])
+@pytest.mark.parametrize("size", ["0", "101", "-1", "ten", "2.5", "²", "\N{ARABIC-INDIC DIGIT FIVE}", "9" * 5000])
 def test_page_size_out_of_range_is_a_400(client, size):
     tokens = connect(client)
     response = api_get(client, PROFILES, tokens["access_token"], **{"page[size]": size})
