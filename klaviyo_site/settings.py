@@ -160,7 +160,7 @@ ROOT_URLCONF = "klaviyo_site.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "klaviyo_site" / "templates"],  # the demo's page
+        "DIRS": [BASE_DIR / "klaviyo_site" / "templates"],  # the demo's page and the landing page's link to it
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
