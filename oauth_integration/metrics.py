@@ -15,13 +15,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from django.conf import settings
 from django.db.models import Count
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+from oauth_integration.conf import conf
 from oauth_integration.operations import endpoint_of
 
 REFRESHES = Counter(
@@ -45,7 +45,7 @@ RETRIES = Counter("klaviyo_api_retries", "Retries of calls to Klaviyo, by reason
 
 def enabled() -> bool:
     """Metrics are kept only when they can be read: with METRICS_TOKEN set (GET /metrics needs it)."""
-    return bool(getattr(settings, "METRICS_TOKEN", ""))
+    return bool(conf.metrics_token)
 
 
 def count_refresh(outcome: str) -> None:

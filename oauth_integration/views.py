@@ -71,26 +71,20 @@ def start(request: HttpRequest, customer_identifier: str) -> HttpResponse:
     callback = urlsplit(conf.redirect_url)
     if request.method != "POST" and callback.netloc and request.get_host() != callback.netloc:
         return HttpResponseRedirect(f"{callback.scheme}://{callback.netloc}{request.get_full_path()}")
-    if link is None:
-        authorize_url = services.begin_authorization(
-            customer_identifier=customer_identifier,
-            browser_binding=_browser_binding(request),
-            redirect_uri=callback_url(request),
-        )
-        return HttpResponseRedirect(authorize_url)
-    if link.user_id and not request.user.is_authenticated:
-        return redirect_to_login(request.get_full_path())
-    link.check_user(request.user)
-    if request.method == "POST":
-        authorize_url = services.begin_authorization(
-            customer_identifier=customer_identifier,
-            browser_binding=_browser_binding(request),
-            link=link,
-            redirect_uri=callback_url(request),
-        )
-        return HttpResponseRedirect(authorize_url)
-    context = {"link": link, "scopes": conf.required_scopes, "sandbox": conf.sandbox}
-    return render(request, "oauth_integration/start.html", context)
+    if link is not None:
+        if link.user_id and not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        link.check_user(request.user)
+        if request.method != "POST":
+            context = {"link": link, "scopes": conf.required_scopes, "sandbox": conf.sandbox}
+            return render(request, "oauth_integration/start.html", context)
+    authorize_url = services.begin_authorization(
+        customer_identifier=customer_identifier,
+        browser_binding=_browser_binding(request),
+        link=link,
+        redirect_uri=callback_url(request),
+    )
+    return HttpResponseRedirect(authorize_url)
 
 
 def _browser_binding(request: HttpRequest) -> str:
