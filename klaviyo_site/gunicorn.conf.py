@@ -7,6 +7,7 @@ command-line ``--workers``/``--threads``/``--worker-class`` still wins. The addr
 from ``--bind``.
 """
 
+import contextlib
 import glob
 import os
 import tempfile
@@ -44,9 +45,8 @@ control_socket_disable = True
 # Prometheus metrics add up across the workers through files in one directory: set before
 # the workers start (they inherit it), its metric files removed when gunicorn starts and
 # stops, a dead worker's live gauges dropped. PROMETHEUS_MULTIPROC_DIR may name it; by default one per gunicorn master.
-metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or os.path.join(
-    tempfile.gettempdir(), f"klaviyo-metrics-{os.getpid()}"
-)
+_named_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+metrics_dir = _named_metrics_dir or os.path.join(tempfile.gettempdir(), f"klaviyo-metrics-{os.getpid()}")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
 
 
@@ -69,3 +69,6 @@ def child_exit(server, worker):
 
 def on_exit(server):
     _clear_metrics()
+    if not _named_metrics_dir:  # our own: leave nothing behind
+        with contextlib.suppress(OSError):
+            os.rmdir(metrics_dir)

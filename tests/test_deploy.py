@@ -253,3 +253,16 @@ def test_metrics_from_two_gunicorn_workers_add_up_and_need_the_token(tmp_path):
     assert "c1" not in text and "at-1" not in text
     assert len(counter_files) == 2  # both workers served calls: one counter file each
     assert not list((tmp_path / "metrics").glob("*.db"))  # removed when gunicorn stopped
+    assert (tmp_path / "metrics").is_dir()  # the directory the operator named stays
+
+
+def test_gunicorn_leaves_no_metrics_directory_of_its_own_behind(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = production_env(tmp_path, TMPDIR=str(scratch))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    assert manage(env, "migrate", "--no-input").returncode == 0
+    with serving(env, tmp_path / "gunicorn.log", "--workers", "1") as port:
+        assert get(port, "/healthz")[0] == 200
+        assert [path.name.startswith("klaviyo-metrics-") for path in scratch.iterdir()] == [True]
+    assert list(scratch.iterdir()) == []
