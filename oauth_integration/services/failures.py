@@ -8,6 +8,7 @@ also lands in the connection's history.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from oauth_integration.exceptions import (
     EncryptionKeyError,
@@ -59,13 +60,22 @@ def record_failure(
     event: str,
     detail: str,
     broken: bool = False,
+    write: Callable[..., None] | None = None,
 ) -> None:
-    """Note the failure on the connection and in its history (and log it)."""
-    OAuthToken.objects.of(customer_identifier).update(**failure_values(reason=reason, detail=detail, broken=broken))
+    """Note the failure on the connection and in its history (and log it).
+
+    ``write`` stores the failure's columns instead of a plain UPDATE of the row (the refresh
+    path releases its lease in the same statement)."""
+    values = failure_values(reason=reason, detail=detail, broken=broken)
+    if write is None:
+        OAuthToken.objects.of(customer_identifier).update(**values)
+    else:
+        write(**values)
     ConnectionEvent.objects.record(customer_identifier, event, f"{reason.label}: {detail}")
     logger.warning(
-        "Klaviyo connection of %s: %s (%s)",
+        "Klaviyo connection of %s%s: %s (%s)",
         customer_identifier,
+        " needs reauthorization" if broken else "",
         detail,
         reason.label,
         extra={"customer_identifier": customer_identifier},

@@ -58,8 +58,8 @@ from oauth_integration.exceptions import (
 )
 from oauth_integration.klaviyo import TokenGrant
 from oauth_integration.klaviyo import client as klaviyo
-from oauth_integration.models import ConnectionEvent, FailureReason, OAuthToken, failure_values
-from oauth_integration.services.failures import failure_reason
+from oauth_integration.models import ConnectionEvent, FailureReason, OAuthToken
+from oauth_integration.services.failures import failure_reason, record_failure
 from oauth_integration.storage import token_storage
 
 logger = logging.getLogger(__name__)
@@ -200,25 +200,11 @@ def _exchange(connection: OAuthToken, refresh_token: str) -> tuple[TokenGrant, s
 def _release_after_failure(
     customer: str, owner: str, exc: Exception, *, reason: FailureReason, event: str, broken: bool = False
 ) -> None:
-    detail = f"refresh: {exc}"
-    failure = failure_values(reason=reason, detail=detail, broken=broken)
-    OAuthToken.objects.release_failed_lease(customer, owner=owner, cooldown=conf.refresh_failure_cooldown, **failure)
-    ConnectionEvent.objects.record(customer, event, f"{reason.label}: {detail}")
-    if broken:
-        logger.warning(
-            "Connection of %s needs reauthorization (%s)",
-            customer,
-            reason.label,
-            extra={"customer_identifier": customer},
-        )
-    else:
-        logger.warning(
-            "Refreshing the Klaviyo token of %s failed: %s (%s)",
-            customer,
-            str(exc),  # the text, not the exception: a kept record must not keep its response open
-            reason.label,
-            extra={"customer_identifier": customer},
-        )
+    def release_lease(**failure: object) -> None:
+        cooldown = conf.refresh_failure_cooldown
+        OAuthToken.objects.release_failed_lease(customer, owner=owner, cooldown=cooldown, **failure)
+
+    record_failure(customer, reason=reason, event=event, detail=f"refresh: {exc}", broken=broken, write=release_lease)
 
 
 def _discard(connection: OAuthToken, grant: TokenGrant, *, sent_refresh_token: str) -> OAuthToken:
