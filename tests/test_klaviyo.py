@@ -1,6 +1,8 @@
 """The HTTP boundary: request shapes, error mapping, retries."""
 
 import base64
+import gzip
+import json
 
 import pytest
 import requests
@@ -14,6 +16,7 @@ from oauth_integration.exceptions import (
     KlaviyoUnavailable,
 )
 from oauth_integration.klaviyo import (
+    KlaviyoAdapter,
     KlaviyoClient,
     KlaviyoRetry,
     KlaviyoSession,
@@ -21,6 +24,7 @@ from oauth_integration.klaviyo import (
     page_cursor,
     shared_session,
 )
+from oauth_integration.klaviyo.transport import prepare
 from tests.conftest import PROFILES_URL, REVOKE_URL, TOKEN_URL, profiles_body, token_body
 
 BASIC = "Basic " + base64.b64encode(b"client-id:client-secret").decode()
@@ -311,6 +315,55 @@ def test_cookies_from_one_call_never_ride_along_on_the_next(mocked_responses):
     client.get("/api/profiles", access_token="at-a")
     client.get("/api/profiles", access_token="at-b")
     assert "Cookie" not in mocked_responses.calls[1].request.headers
+
+
+# --- requests prepared and sent without requests' per-call parsing ------------------------
+
+
+@pytest.mark.parametrize(
+    ("base", "path", "params"),
+    [
+        ("https://a.klaviyo.com", "/api/profiles", None),
+        ("https://a.klaviyo.com/", "/api/profiles", {"page[size]": "5", "page[cursor]": "bmV4dDo6MTI="}),
+        ("https://A.Klaviyo.com", "/api/lists/Xy Z/relationships/profiles/", {"filter": 'equals(email,"a+b@x.com")'}),
+        ("http://127.0.0.1:8080", "/api/profiles?fields[profile]=email", {"page[size]": "10"}),
+    ],
+)
+def test_requests_are_prepared_as_requests_would_prepare_them(base, path, params):
+    ours = prepare("GET", base, path, params=params, headers={"revision": "2026-07-15"}, body=None)
+    theirs = requests.Request("GET", base.rstrip("/") + path, params=params, headers={"revision": "2026-07-15"})
+    expected = theirs.prepare()
+    assert (ours.method, ours.url, ours.body) == (expected.method, expected.url, expected.body)
+    assert ours.headers == expected.headers
+
+
+def test_header_values_with_line_breaks_are_refused():
+    with pytest.raises(requests.exceptions.InvalidHeader):
+        prepare(
+            "GET", "https://a.klaviyo.com", "/api/profiles", params=None, headers={"revision": "x\r\nX: y"}, body=None
+        )
+
+
+def test_a_compressed_page_is_relayed_decompressed(mocked_responses):
+    body = json.dumps(profiles_body("p1")).encode()
+    mocked_responses.get(PROFILES_URL, body=gzip.compress(body), headers={"Content-Encoding": "gzip"})
+    assert client.relay("/api/profiles", access_token="at-1") == body
+
+
+def test_the_adapter_finds_a_hosts_pool_once_and_again_once_closed():
+    adapter = KlaviyoAdapter()
+    klaviyo = prepare("GET", "https://a.klaviyo.com", "/api/profiles", params=None, headers={}, body=None)
+    elsewhere = prepare("GET", "https://b.example.com", "/api/profiles", params=None, headers={}, body=None)
+    pool = adapter.get_connection_with_tls_context(klaviyo, True)
+    assert adapter.get_connection_with_tls_context(klaviyo, True) is pool
+    assert adapter.get_connection_with_tls_context(elsewhere, True) is not pool
+    assert adapter.get_connection_with_tls_context(klaviyo, "/etc/ssl/other.pem") is not pool  # TLS settings differ
+    proxied = adapter.get_connection_with_tls_context(klaviyo, True, proxies={"https": "http://proxy.internal:3128"})
+    assert proxied is not pool
+    adapter.close()
+    reopened = adapter.get_connection_with_tls_context(klaviyo, True)
+    assert reopened is not pool
+    assert reopened.pool is not None  # open, usable
 
 
 def test_page_cursor_accepts_a_bare_cursor_or_the_links_next_url():

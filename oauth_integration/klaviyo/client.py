@@ -23,7 +23,14 @@ from oauth_integration import metrics
 from oauth_integration.conf import conf
 from oauth_integration.exceptions import KlaviyoUnavailable
 from oauth_integration.klaviyo.answers import api_error, json_object, token_endpoint_error, transport_error
-from oauth_integration.klaviyo.transport import DEFAULT_HEADERS, BearerAuth, oauth_session, shared_session
+from oauth_integration.klaviyo.transport import (
+    DEFAULT_HEADERS,
+    BearerAuth,
+    oauth_session,
+    prepare,
+    read_body,
+    shared_session,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -161,24 +168,20 @@ class KlaviyoClient:
         method = method.upper()
         if method not in METHODS:
             raise ValueError(f"Unsupported HTTP method {method!r}; use one of {', '.join(sorted(METHODS))}")
-        url = f"{conf.base_url}{path}"
         headers = {**DEFAULT_HEADERS, "revision": conf.revision, "Accept": JSON_API}
         body = None
         if json is not None:
             body = json_module.dumps(json, separators=(",", ":")).encode()
             headers["Content-Type"] = JSON_API
-        prepared = requests.PreparedRequest()
-        prepared.prepare_method(method)
-        prepared.prepare_url(url, params)
-        prepared.prepare_headers(headers)
-        prepared.prepare_body(body, None)
-        prepared.prepare_auth(BearerAuth(access_token))
+        prepared = prepare(method, conf.base_url, path, params=params, headers=headers, body=body)
+        BearerAuth(access_token)(prepared)
+        url = prepared.url
         session = self.session
         environment = session.merge_environment_settings(url, {}, None, None, None)
         started = time.perf_counter()
         try:
             response = session.get_adapter(url).send(prepared, timeout=conf.http_timeout, **environment)
-            response.content  # noqa: B018 (read the body now: errors surface here, not in a caller)
+            read_body(response)  # now: errors surface here, not in a caller
         except requests.RequestException as exc:
             metrics.observe_call(method, path, "error", time.perf_counter() - started)
             raise transport_error(method, path, exc) from exc
