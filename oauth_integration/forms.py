@@ -7,8 +7,9 @@ import re
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
+from django.http import QueryDict
 
-from oauth_integration.exceptions import InvalidCustomerIdentifier
+from oauth_integration.exceptions import InvalidCustomerIdentifier, InvalidInput
 from oauth_integration.klaviyo import page_cursor
 from oauth_integration.validators import CUSTOMER_IDENTIFIER_MAX_LENGTH, validate_customer_identifier
 
@@ -49,6 +50,20 @@ class ProfilesQueryForm(QueryForm):
 
     page_size = forms.IntegerField(required=False, min_value=1, max_value=100)
     cursor = forms.CharField(required=False, max_length=4096, validators=[_PRINTABLE_ASCII])
+
+    @classmethod
+    def page(cls, query: QueryDict) -> tuple[int | None, str | None]:
+        """``(page_size, cursor)`` from the query string, or InvalidInput (a 400).
+
+        Without a query string there is nothing to validate: building the form would cost
+        more than the rest of a /profiles view around the call to Klaviyo.
+        """
+        if not query:
+            return None, None
+        form = cls(query)
+        if not form.is_valid():
+            raise InvalidInput(first_error(form))
+        return form.cleaned_data["page_size"], form.cleaned_data["cursor"]
 
     def clean_cursor(self) -> str | None:
         """The bare cursor, also when Klaviyo's whole ``links.next`` URL was given."""

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from oauth_integration import access, services
 from oauth_integration import metrics as app_metrics
 from oauth_integration.conf import conf
-from oauth_integration.exceptions import AuthorizationRefused, InvalidInput
+from oauth_integration.exceptions import AuthorizationRefused
 from oauth_integration.forms import CallbackForm, ConnectForm, ProfilesQueryForm, first_error
 from oauth_integration.http_errors import answers_errors, json_problem, page_problem
 from oauth_integration.links import build_start_link, callback_url, verify_start_link
@@ -131,14 +131,8 @@ def profiles(request: HttpRequest, customer_identifier: str) -> HttpResponse:
     """One page of the customer's Klaviyo profiles, as Klaviyo's JSON:API body (``view_oauthtoken``)."""
     access.require(request.user, access.VIEW_CONNECTIONS)
     validate_customer_identifier(customer_identifier)
-    form = ProfilesQueryForm(request.GET)
-    if not form.is_valid():
-        raise InvalidInput(first_error(form))
-    body = services.get_profiles_json(
-        customer_identifier=customer_identifier,
-        page_size=form.cleaned_data["page_size"],
-        cursor=form.cleaned_data["cursor"],
-    )
+    page_size, cursor = ProfilesQueryForm.page(request.GET)
+    body = services.get_profiles_json(customer_identifier=customer_identifier, page_size=page_size, cursor=cursor)
     return HttpResponse(body, content_type="application/json")
 
 
