@@ -266,3 +266,23 @@ def test_gunicorn_leaves_no_metrics_directory_of_its_own_behind(tmp_path):
         assert get(port, "/healthz")[0] == 200
         assert [path.name.startswith("klaviyo-metrics-") for path in scratch.iterdir()] == [True]
     assert list(scratch.iterdir()) == []
+
+
+def test_a_second_gunicorn_on_a_taken_port_stops_with_a_clear_message(gunicorn, tmp_path):
+    port, _ = gunicorn  # already serving; its workers listen with SO_REUSEPORT
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "gunicorn", "klaviyo_site.wsgi", "--config", "klaviyo_site/gunicorn.conf.py"),
+            *("--bind", f"127.0.0.1:{port}"),
+        ],
+        cwd=BASE_DIR,
+        env=production_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stdout + result.stderr
+    status, _, _ = get(port, "/healthz")
+    assert status == 200  # the first one still answers every request
