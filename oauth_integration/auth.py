@@ -17,12 +17,23 @@ it as you protect the database.
 Entries are versioned: a change bumps the user's version (or, for group and permission
 changes, a global one) instead of deleting, and each entry records the versions it was
 filled under; a request that read the database just before a change can only ever write
-an entry that no longer matches. The versions and the entry are read in one round trip.
+an entry that no longer matches. Versions start at a random number, and an entry counts
+only while both of its versions are in the cache: one evicted or cleared away is started
+afresh, so no earlier entry can match it again.
+
+Each process also keeps the users it read last, under the same versions: while they still
+match, a request reads the two versions from the cache and not the user (unpickling a user
+with its permissions cost more than the rest of finding who is logged in). Each request
+gets its own copy.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import secrets
+import threading
+import time
 from typing import Any
 
 from django.conf import settings
@@ -37,47 +48,90 @@ from django.utils.module_loading import import_string
 PREFIX = "oauth_integration:auth"
 GENERATION = f"{PREFIX}:generation"
 TIMEOUT = 600  # seconds a cached user lives without being invalidated
+RECENT_USERS = 1000  # users each process keeps at most (it forgets them all when full)
 
 
 def _version_key(user_id: Any) -> str:
     return f"{PREFIX}:version:{user_id}"
 
 
+def _user_key(user_id: Any) -> str:
+    return f"{PREFIX}:user:{user_id}"
+
+
+_recent: dict[Any, tuple[tuple[int, int], Any, float]] = {}  # user id -> (versions, user, expires)
+_recent_lock = threading.Lock()
+
+
 class CachedModelBackend(ModelBackend):
     """``ModelBackend`` whose ``get_user`` answers from the shared cache (permissions included)."""
 
     def get_user(self, user_id: Any) -> Any:
-        version_key, key = _version_key(user_id), f"{PREFIX}:user:{user_id}"
+        version_key, key = _version_key(user_id), _user_key(user_id)
+        recent = _recent.get(user_id)
+        if recent is not None:
+            versions = _versions(cache.get_many([GENERATION, version_key]), version_key)
+            if versions == recent[0] and time.monotonic() < recent[2]:
+                return copy.copy(recent[1])
         found = cache.get_many([GENERATION, version_key, key])
-        versions = (found.get(GENERATION, 0), found.get(version_key, 0))
+        versions = _versions(found, version_key)
         entry = found.get(key)
-        if entry is not None and entry[0] == versions:
-            return entry[1]
-        user = super().get_user(user_id)
-        if user is None:
-            return None
-        self.get_all_permissions(user)  # computed once, cached on the instance with it
-        cache.set(key, (versions, user), TIMEOUT)
-        return user
+        if versions is not None and entry is not None and entry[0] == versions:
+            user = entry[1]
+        else:
+            if versions is None:
+                versions = _start_versions(version_key)
+            user = super().get_user(user_id)
+            if user is None:
+                return None
+            self.get_all_permissions(user)  # computed once, cached on the instance with it
+            cache.set(key, (versions, user), TIMEOUT)
+        _remember(user_id, versions, user)
+        return copy.copy(user)
+
+
+def _versions(found: dict[str, Any], version_key: str) -> tuple[int, int] | None:
+    """The (global, user) versions read, or None when either is missing (never set, evicted, cleared)."""
+    generation, version = found.get(GENERATION), found.get(version_key)
+    return None if generation is None or version is None else (generation, version)
+
+
+def _start_versions(version_key: str) -> tuple[int, int] | None:
+    """Start the missing versions at random numbers (another process may just have), and read them."""
+    cache.add(GENERATION, _random_start(), None)
+    cache.add(version_key, _random_start(), None)
+    return _versions(cache.get_many([GENERATION, version_key]), version_key)
+
+
+def _random_start() -> int:
+    return secrets.randbits(62)
+
+
+def _remember(user_id: Any, versions: tuple[int, int] | None, user: Any) -> None:
+    if versions is None:  # the cache keeps nothing (a dummy cache): neither does this process
+        return
+    with _recent_lock:
+        if len(_recent) >= RECENT_USERS:
+            _recent.clear()
+        _recent[user_id] = (versions, user, time.monotonic() + TIMEOUT)
+
+
+def _bump(key: str) -> None:
+    cache.add(key, _random_start(), None)
+    try:
+        cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.set(key, _random_start(), None)
 
 
 def forget_user(user_id: Any) -> None:
     """Make every cached copy of this user unreachable."""
-    key = _version_key(user_id)
-    cache.add(key, 0, None)
-    try:
-        cache.incr(key)
-    except ValueError:  # evicted between add and incr
-        cache.set(key, 1, None)
+    _bump(_version_key(user_id))
 
 
 def forget_everyone() -> None:
     """Make every cached user unreachable (a group's or a permission's meaning changed)."""
-    cache.add(GENERATION, 0, None)
-    try:
-        cache.incr(GENERATION)
-    except ValueError:
-        cache.set(GENERATION, 1, None)
+    _bump(GENERATION)
 
 
 @functools.lru_cache(maxsize=4)

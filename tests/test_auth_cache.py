@@ -120,3 +120,39 @@ def test_without_the_backend_saving_a_user_leaves_the_cache_alone(settings):
     user.user_permissions.add(Permission.objects.get(codename=VIEW))
     Group.objects.create(name="support")
     assert cache.get_many([f"oauth_integration:auth:version:{user.pk}", "oauth_integration:auth:generation"]) == {}
+
+
+def test_an_evicted_version_never_brings_back_an_entry_filled_before_the_change(reader):
+    user, _ = reader
+    backend = CachedModelBackend()
+    cache.clear()  # the user is read into a cache that holds no version for it yet
+    assert backend.get_user(user.pk).has_perm(f"oauth_integration.{VIEW}")  # cached
+    user.user_permissions.clear()  # bumps the user's version ...
+    cache.delete(f"oauth_integration:auth:version:{user.pk}")  # ... which the cache then evicts
+    assert not backend.get_user(user.pk).has_perm(f"oauth_integration.{VIEW}")
+
+
+def test_a_cleared_cache_is_not_outlived_by_the_users_a_process_keeps(reader):
+    user, _ = reader
+    backend = CachedModelBackend()
+    assert backend.get_user(user.pk).is_staff
+    cache.clear()
+    get_user_model().objects.filter(pk=user.pk).update(is_staff=False)  # no signal: only a re-read sees it
+    assert not backend.get_user(user.pk).is_staff
+
+
+def test_a_user_read_again_comes_from_this_process_as_a_copy_of_its_own(reader):
+    user, _ = reader
+    backend = CachedModelBackend()
+    first = backend.get_user(user.pk)
+    first.first_name = "changed by one request"
+    # The shared entry is not read again while the versions match: even a broken one is not seen.
+    versions, _ = cache.get(f"oauth_integration:auth:user:{user.pk}")
+    cache.set(f"oauth_integration:auth:user:{user.pk}", (versions, None), 600)
+    again = backend.get_user(user.pk)
+    assert again is not first
+    assert again.pk == user.pk
+    assert again.first_name == ""
+    assert again.has_perm(f"oauth_integration.{VIEW}")
+    forget_user(user.pk)  # a change: the process's copy no longer counts
+    assert backend.get_user(user.pk).first_name == ""
