@@ -235,6 +235,8 @@ def _caches(url: str | None) -> tuple[dict[str, object], bool]:
     if url:
         try:
             cache = env.cache_url_config(url)
+            if cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+                cache["BACKEND"] = "klaviyo_site.redis_cache.RedisCache"  # one client per pool (its docstring)
             return cache, cache["BACKEND"] not in _PER_PROCESS
         except (ValueError, KeyError, ImproperlyConfigured):
             SETTINGS_ERRORS.append("CACHE_URL is not a valid cache URL (e.g. redis://127.0.0.1:6379/0)")
