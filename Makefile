@@ -50,8 +50,9 @@ test: $(VENV)/.installed
 # Production serving: gunicorn (behind a TLS-terminating proxy), static files by WhiteNoise.
 # Configure through the environment (or .env): DEBUG off, SECRET_KEY, TOKEN_ENCRYPTION_KEY,
 # KLAVIYO_CLIENT_ID/SECRET, ALLOWED_HOSTS, DATABASE_URL. Worker processes, threads and the
-# worker class come from WEB_CONCURRENCY, GUNICORN_THREADS and GUNICORN_WORKER_CLASS, read by
-# klaviyo_site/gunicorn.conf.py (defaults 2, 2, gthread; the bench serves the same way).
+# worker class come from WEB_CONCURRENCY, GUNICORN_THREADS and GUNICORN_WORKER_CLASS, one socket
+# per worker from GUNICORN_REUSE_PORT, read by klaviyo_site/gunicorn.conf.py (defaults 2, 2,
+# gthread, true; the bench serves the same way).
 BIND ?= 127.0.0.1:$(PORT)
 
 serve: $(VENV)/.runtime

@@ -2,9 +2,9 @@
 
 Worker processes, threads per worker and the worker class come from the environment
 (``WEB_CONCURRENCY``, default 2; ``GUNICORN_THREADS``, default 2; ``GUNICORN_WORKER_CLASS``,
-default ``gthread``), so ``make serve`` and ``python -m bench`` serve the same way; a
-command-line ``--workers``/``--threads``/``--worker-class`` still wins. The address comes
-from ``--bind``.
+default ``gthread``; ``GUNICORN_REUSE_PORT``, default on), so ``make serve`` and
+``python -m bench`` serve the same way; a command-line ``--workers``/``--threads``/
+``--worker-class`` still wins. The address comes from ``--bind``.
 """
 
 import contextlib
@@ -27,6 +27,17 @@ def _positive(name: str, default: int) -> int:
     return number
 
 
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {value!r}")
+
+
 workers = _positive("WEB_CONCURRENCY", 2)
 threads = _positive("GUNICORN_THREADS", 2)
 # gthread workers keep answering while a request waits for Klaviyo.
@@ -36,8 +47,10 @@ worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "").strip() or "gthread"
 # connections over them. With one shared socket, a burst of keep-alive connections could
 # all land on the worker that woke first and stay there: one worker did all the work, at
 # half the throughput, in about one benchmark round in five. on_starting below still
-# refuses an address another server is listening on.
-reuse_port = True
+# refuses an address another server is listening on. With only a few long-lived client
+# connections the kernel's split can be uneven, and systemd socket activation (fd://)
+# needs the master's own socket: GUNICORN_REUSE_PORT=false for those.
+reuse_port = _flag("GUNICORN_REUSE_PORT", True)
 
 
 class AccessLogger(Logger):
@@ -114,13 +127,16 @@ def _refuse_taken_addresses(addresses) -> None:
 
 
 def on_starting(server):
-    _refuse_taken_addresses(server.cfg.address)
+    if server.cfg.reuse_port:
+        _refuse_taken_addresses(server.cfg.address)
     os.makedirs(metrics_dir, mode=0o700, exist_ok=True)
     _clear_metrics()
 
 
 def when_ready(server):
     # With reuse_port the master holds no socket, so its own "Listening at" line is empty.
+    if not server.cfg.reuse_port:
+        return
     for address in server.cfg.address:
         where = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else address
         server.log.info("Workers listen at %s, each on its own socket (SO_REUSEPORT)", where)

@@ -286,3 +286,15 @@ def test_a_second_gunicorn_on_a_taken_port_stops_with_a_clear_message(gunicorn, 
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stdout + result.stderr
     status, _, _ = get(port, "/healthz")
     assert status == 200  # the first one still answers every request
+
+
+def test_without_reuse_port_the_master_listens_as_gunicorn_does_by_default(tmp_path):
+    env = production_env(tmp_path, GUNICORN_REUSE_PORT="false")
+    assert manage(env, "migrate", "--no-input").returncode == 0
+    log = tmp_path / "gunicorn.log"
+    with serving(env, log, "--workers", "1") as port:
+        status, _, _ = get(port, "/healthz")
+        assert status == 200
+        text = log.read_text()
+        assert f"Listening at: http://127.0.0.1:{port}" in text
+        assert "SO_REUSEPORT" not in text
