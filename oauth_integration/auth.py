@@ -69,12 +69,14 @@ class CachedModelBackend(ModelBackend):
     def get_user(self, user_id: Any) -> Any:
         version_key, key = _version_key(user_id), _user_key(user_id)
         recent = _recent.get(user_id)
+        # With a copy in this process, the versions decide whether the shared entry is needed.
+        found = cache.get_many([GENERATION, version_key] if recent else [GENERATION, version_key, key])
+        versions = _versions(found, version_key)
         if recent is not None:
-            versions = _versions(cache.get_many([GENERATION, version_key]), version_key)
             if versions == recent[0] and time.monotonic() < recent[2]:
                 return copy.copy(recent[1])
-        found = cache.get_many([GENERATION, version_key, key])
-        versions = _versions(found, version_key)
+            if versions is not None:
+                found[key] = cache.get(key)
         entry = found.get(key)
         if versions is not None and entry is not None and entry[0] == versions:
             user = entry[1]
