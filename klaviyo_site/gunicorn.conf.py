@@ -16,6 +16,8 @@ import time
 
 from gunicorn.glogging import Logger
 
+from klaviyo_site.flags import parse_bool
+
 
 def _positive(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
@@ -28,14 +30,13 @@ def _positive(name: str, default: int) -> int:
 
 
 def _flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name, "").strip().lower()
+    value = os.environ.get(name, "").strip()
     if not value:
         return default
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, not {value!r}")
+    try:
+        return parse_bool(value)
+    except ValueError:
+        raise ValueError(f"{name} must be true or false, not {value!r}") from None
 
 
 workers = _positive("WEB_CONCURRENCY", 2)

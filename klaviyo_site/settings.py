@@ -16,6 +16,8 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from klaviyo_site.flags import parse_bool
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -26,7 +28,6 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 # Malformed values fall back to their defaults and are listed here; the system check
 # oauth_integration.E010 reports each one by name (never its value, which may be secret).
 SETTINGS_ERRORS: list[str] = []
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 _KINDS = {"int": "an integer", "float": "a number", "bool": "true or false"}
 
 
@@ -45,20 +46,13 @@ def _env(name: str, cast: str = "str", default: object = None) -> Any:
         return default
 
 
-def _bool(raw: str) -> bool:
-    # Anything but these words is an error: a typo must not switch DEBUG off silently.
-    if raw.lower() not in _TRUE | _FALSE:
-        raise ValueError(raw)
-    return raw.lower() in _TRUE
-
-
 # Values and list items are stripped: "a, b" is two hosts, and a secret pasted with a trailing
 # space still matches.
 _CASTS = {
     "str": str,
     "int": int,
     "float": float,
-    "bool": _bool,
+    "bool": parse_bool,
     "list": lambda raw: [item.strip() for item in raw.split(",") if item.strip()],
 }
 
