@@ -210,13 +210,14 @@ DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Cache, sessions and who is logged in ------------------------------------------------
-# With a cache that every server shares, sessions and logged-in users (with their
-# permissions) are read from it instead of the database on each request, and logouts and
-# permission changes still take effect at once (oauth_integration/auth.py). CACHE_URL
-# names one (redis://host:6379/0). SQLite lives on one machine, so without CACHE_URL a
-# file cache beside its database file is shared by every worker there. Otherwise the
-# cache is per process, and sessions and users are read from the database.
+# --- Cache and sessions -----------------------------------------------------------------
+# With a cache that every server shares, sessions are read from it instead of the database
+# on each request (``cached_db``: written through to the database, and a logout deletes
+# both). CACHE_URL names one (redis://host:6379/0). SQLite lives on one machine, so without
+# CACHE_URL a file cache beside its database file is shared by every worker there.
+# Otherwise the cache is per process, and sessions are read from the database. Who is
+# logged in, and with which permissions, always comes from the database (Django's
+# ModelBackend): a deactivation or a permission taken away applies to the next request.
 
 
 _PER_PROCESS = ("django.core.cache.backends.locmem.LocMemCache", "django.core.cache.backends.dummy.DummyCache")
@@ -247,7 +248,6 @@ if str(_cache["BACKEND"]).rsplit(".", 1)[-1] in _CULLING:
 CACHES = {"default": _cache}
 if SHARED_CACHE:
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
-    AUTHENTICATION_BACKENDS = ["oauth_integration.auth.CachedModelBackend"]
 
 # --- Auth, i18n, static ------------------------------------------------------------------
 
