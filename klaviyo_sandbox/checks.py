@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, register
 
 from klaviyo_sandbox.conf import DEFAULTS, conf, problem, setting
 
@@ -14,11 +14,11 @@ from klaviyo_sandbox.conf import DEFAULTS, conf, problem, setting
 def check_sandbox_outside_debug(**kwargs: Any) -> list[CheckMessage]:
     if conf.enabled and not settings.DEBUG:
         return [
-            Warning(
-                "The Klaviyo sandbox is on while DEBUG is off: its URLs imitate Klaviyo and the "
-                "integration accepts unsigned /start links and serves /profiles without a login.",
-                hint="Set KLAVIYO_CLIENT_ID and KLAVIYO_CLIENT_SECRET (or KLAVIYO_SANDBOX=false) in production.",
-                id="klaviyo_sandbox.W001",
+            Error(
+                "The Klaviyo sandbox is on while DEBUG is off: its URLs imitate Klaviyo, and the integration "
+                "may talk to it instead of Klaviyo. It is for development only.",
+                hint="Set KLAVIYO_SANDBOX=false in production (or DEBUG=true on a development machine).",
+                id="klaviyo_sandbox.E002",
             )
         ]
     return []

@@ -80,6 +80,9 @@ KLAVIYO_SANDBOX = _env("KLAVIYO_SANDBOX", "bool", default=DEBUG and not (KLAVIYO
 if KLAVIYO_SANDBOX:
     KLAVIYO_CLIENT_ID = KLAVIYO_CLIENT_ID or "sandbox-client-id"
     KLAVIYO_CLIENT_SECRET = KLAVIYO_CLIENT_SECRET or "sandbox-client-secret"
+# Open access: anyone may view connections and connect customers, so that `make run` needs no
+# login. A setting of its own, not part of sandbox mode, and honoured only while DEBUG is on.
+KLAVIYO_OPEN_ACCESS = _env("KLAVIYO_OPEN_ACCESS", "bool", default=DEBUG and KLAVIYO_SANDBOX)
 
 # In sandbox mode the example site also asks for the scopes its demo of a write needs
 # (/demo/<customer>: klaviyo_site/demo/); elsewhere the app's default, accounts:read profiles:read.

@@ -116,6 +116,19 @@ def check_redirect_url_registered(**kwargs: Any) -> list[CheckMessage]:
 
 
 @register(Tags.security)
+def check_open_access(**kwargs: Any) -> list[CheckMessage]:
+    if setting("KLAVIYO_OPEN_ACCESS") and not conf.debug:
+        return [
+            Warning(
+                "KLAVIYO_OPEN_ACCESS is ignored while DEBUG is off: every page needs its permission.",
+                hint="Remove KLAVIYO_OPEN_ACCESS from the production settings.",
+                id="oauth_integration.W003",
+            )
+        ]
+    return []
+
+
+@register(Tags.security)
 def check_secret_key(**kwargs: Any) -> list[CheckMessage]:
     # It signs /start links and sessions: the public placeholder only passes in sandbox mode.
     if conf.secret_key_is_placeholder and not (conf.debug and conf.sandbox):

@@ -18,6 +18,7 @@ DEFAULTS: dict[str, Any] = {
     "KLAVIYO_CLIENT_ID": "",
     "KLAVIYO_CLIENT_SECRET": "",
     "KLAVIYO_SANDBOX": False,
+    "KLAVIYO_OPEN_ACCESS": False,
     "KLAVIYO_SCOPES": "accounts:read profiles:read",
     "KLAVIYO_REDIRECT_URL": "",
     "KLAVIYO_AUTHORIZE_URL": "https://www.klaviyo.com/oauth/authorize",
@@ -99,6 +100,13 @@ class _Conf:
     def sandbox(self) -> bool:
         """True when the built-in Klaviyo imitation stands in for Klaviyo."""
         return bool(setting("KLAVIYO_SANDBOX"))
+
+    @property
+    def open_access(self) -> bool:
+        """Anyone, logged in or not, may view connections and connect customers (with unsigned
+        /start links): KLAVIYO_OPEN_ACCESS, honoured only while DEBUG is on. Sandbox mode alone
+        relaxes nothing."""
+        return bool(setting("KLAVIYO_OPEN_ACCESS")) and self.debug
 
     @property
     def scopes(self) -> str:
