@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
 
-from klaviyo_sandbox.conf import DEFAULTS, conf, problem, setting
+from klaviyo_sandbox.conf import SETTINGS, conf
 
 
 @register(Tags.security)
@@ -27,5 +27,4 @@ def check_sandbox_outside_debug(**kwargs: Any) -> list[CheckMessage]:
 @register()
 def check_sandbox_settings(**kwargs: Any) -> list[CheckMessage]:
     """Every KLAVIYO_SANDBOX_* setting of the wrong type or out of range, by name."""
-    problems = [found for name in DEFAULTS if (found := problem(name, setting(name)))]
-    return [Error(f"Malformed sandbox setting: {found}.", id="klaviyo_sandbox.E001") for found in problems]
+    return [Error(f"Malformed sandbox setting: {found}.", id="klaviyo_sandbox.E001") for found in SETTINGS.problems()]
