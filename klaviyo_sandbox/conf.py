@@ -23,7 +23,6 @@ What the sandbox served is counted in the database: see ``klaviyo_sandbox.counte
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +30,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from django.urls import NoReverseMatch, reverse
+
+from oauth_integration.declared import DeclaredSettings
 
 REFRESH_FAILURES = ("503", "invalid_grant")
 
@@ -60,51 +61,13 @@ NUMBERS: dict[str, tuple[type[int] | type[float], float, float | None]] = {
 CHOICES: dict[str, tuple[str, ...]] = {"KLAVIYO_SANDBOX_REFRESH_FAILURE": REFRESH_FAILURES}
 
 
-def setting(name: str) -> Any:
-    """The configured value of ``name``, or its default when missing, ``None`` or empty."""
-    value = getattr(settings, name, None)
-    return DEFAULTS[name] if value is None or value == "" else value
-
-
-def problem(name: str, value: object) -> str | None:
-    """Why ``value`` is not acceptable for the sandbox setting ``name`` (None when it is)."""
-    default = DEFAULTS[name]
-    if name in NUMBERS:
-        kind, minimum, maximum = NUMBERS[name]
-        acceptable = (int,) if kind is int else (int, float)
-        upper = math.inf if maximum is None else maximum
-        if isinstance(value, bool) or not isinstance(value, acceptable) or not minimum <= value <= upper:
-            noun = "an integer" if kind is int else "a number"
-            bounds = f">= {minimum:g}" if maximum is None else f"between {minimum:g} and {maximum:g}"
-            return f"{name} must be {noun} {bounds}"
-    elif name in CHOICES:
-        if value not in CHOICES[name]:
-            return f"{name} must be one of: {', '.join(CHOICES[name])}"
-    elif isinstance(default, bool):
-        if not isinstance(value, bool):
-            return f"{name} must be true or false"
-    elif not isinstance(value, str):
-        return f"{name} must be text"
-    return None
-
-
-def _number(name: str) -> float:
-    value = setting(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return DEFAULTS[name]
-    _, minimum, maximum = NUMBERS[name]
-    value = max(minimum, value)
-    return min(maximum, value) if maximum is not None else value
-
-
-def _choice(name: str) -> str:
-    value = setting(name)
-    return value if value in CHOICES[name] else DEFAULTS[name]
-
-
-def _flag(name: str) -> bool:
-    value = setting(name)
-    return value if isinstance(value, bool) else DEFAULTS[name]
+# A number of the wrong type takes its default; one out of range, the nearest bound.
+SETTINGS = DeclaredSettings(DEFAULTS, NUMBERS, CHOICES, clamp=True)
+setting = SETTINGS.value
+problem = SETTINGS.problem
+_number = SETTINGS.number
+_choice = SETTINGS.choice
+_flag = SETTINGS.flag
 
 
 class _SandboxConf:

@@ -16,7 +16,9 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from klaviyo_sandbox.conf import SETTINGS as SANDBOX_SETTINGS
 from klaviyo_site.flags import parse_bool
+from oauth_integration.conf import SETTINGS as APP_SETTINGS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -67,61 +69,50 @@ SECRET_KEY = _env("SECRET_KEY", default=INSECURE_DEV_SECRET_KEY)
 ALLOWED_HOSTS = _env("ALLOWED_HOSTS", "list", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = _env("CSRF_TRUSTED_ORIGINS", "list", default=[])
 
-# --- Klaviyo OAuth app ------------------------------------------------------------------
-# Names left unset (None) take the app's own defaults (oauth_integration/conf.py), which
-# also checks every value; only the URLs that depend on this site's PORT are set here.
+# --- Klaviyo OAuth app, the sandbox and token encryption ----------------------------------
+# Every setting the two apps declare (oauth_integration/conf.py, klaviyo_sandbox/conf.py) is
+# read from the environment by the type of its default; a name left unset (None) takes the
+# app's own default, and the apps' checks report values out of range. Only the defaults that
+# depend on this site (its PORT, sandbox mode) are set here.
 
-KLAVIYO_CLIENT_ID = _env("KLAVIYO_CLIENT_ID", default="")
-KLAVIYO_CLIENT_SECRET = _env("KLAVIYO_CLIENT_SECRET", default="")
+_KINDS_OF = {**APP_SETTINGS.kinds(), **SANDBOX_SETTINGS.kinds()}
+
+
+def _declared(name: str, default: object = None) -> Any:
+    return _env(name, _KINDS_OF[name], default)
+
+
+KLAVIYO_CLIENT_ID = _declared("KLAVIYO_CLIENT_ID", default="")
+KLAVIYO_CLIENT_SECRET = _declared("KLAVIYO_CLIENT_SECRET", default="")
 # Sandbox mode: the built-in imitation of Klaviyo under /sandbox/ stands in for Klaviyo.
 # On by default in DEBUG when no credentials are set, or explicitly with KLAVIYO_SANDBOX=true.
-# Outside DEBUG, missing credentials are a system-check error rather than a silent sandbox.
-KLAVIYO_SANDBOX = _env("KLAVIYO_SANDBOX", "bool", default=DEBUG and not (KLAVIYO_CLIENT_ID and KLAVIYO_CLIENT_SECRET))
+# Outside DEBUG, missing credentials are a system-check error rather than a silent sandbox,
+# and the sandbox itself is one (klaviyo_sandbox.E002).
+KLAVIYO_SANDBOX = _declared("KLAVIYO_SANDBOX", default=DEBUG and not (KLAVIYO_CLIENT_ID and KLAVIYO_CLIENT_SECRET))
 if KLAVIYO_SANDBOX:
     KLAVIYO_CLIENT_ID = KLAVIYO_CLIENT_ID or "sandbox-client-id"
     KLAVIYO_CLIENT_SECRET = KLAVIYO_CLIENT_SECRET or "sandbox-client-secret"
+# Open access: anyone may view connections and connect customers, so that `make run` needs no
+# login. A setting of its own, not part of sandbox mode, and honoured only while DEBUG is on.
+KLAVIYO_OPEN_ACCESS = _declared("KLAVIYO_OPEN_ACCESS", default=DEBUG and KLAVIYO_SANDBOX)
 
 # In sandbox mode the example site also asks for the scopes its demo of a write needs
 # (/demo/<customer>: klaviyo_site/demo/); elsewhere the app's default, accounts:read profiles:read.
 _SANDBOX_SCOPES = "accounts:read profiles:read profiles:write lists:read lists:write"
-KLAVIYO_SCOPES = _env("KLAVIYO_SCOPES", default=_SANDBOX_SCOPES if KLAVIYO_SANDBOX else None)
-KLAVIYO_REDIRECT_URL = _env("KLAVIYO_REDIRECT_URL", default=f"http://localhost:{PORT}/authorize")
-KLAVIYO_AUTHORIZE_URL = _env(
+KLAVIYO_SCOPES = _declared("KLAVIYO_SCOPES", default=_SANDBOX_SCOPES if KLAVIYO_SANDBOX else None)
+KLAVIYO_REDIRECT_URL = _declared("KLAVIYO_REDIRECT_URL", default=f"http://localhost:{PORT}/authorize")
+KLAVIYO_AUTHORIZE_URL = _declared(
     "KLAVIYO_AUTHORIZE_URL", default=f"http://localhost:{PORT}/sandbox/oauth/authorize" if KLAVIYO_SANDBOX else None
 )
-KLAVIYO_BASE_URL = _env("KLAVIYO_BASE_URL", default=f"http://127.0.0.1:{PORT}/sandbox" if KLAVIYO_SANDBOX else None)
-KLAVIYO_REVISION = _env("KLAVIYO_REVISION")
-KLAVIYO_HTTP_TIMEOUT = _env("KLAVIYO_HTTP_TIMEOUT", "float")
-KLAVIYO_REFRESH_MARGIN_SECONDS = _env("KLAVIYO_REFRESH_MARGIN_SECONDS", "int")
-KLAVIYO_MAX_RETRIES = _env("KLAVIYO_MAX_RETRIES", "int")
-KLAVIYO_RETRY_MAX_WAIT = _env("KLAVIYO_RETRY_MAX_WAIT", "float")
-KLAVIYO_REFRESH_FAILURE_COOLDOWN = _env("KLAVIYO_REFRESH_FAILURE_COOLDOWN", "float")
-KLAVIYO_REFRESH_WAIT_SECONDS = _env("KLAVIYO_REFRESH_WAIT_SECONDS", "float")
-KLAVIYO_START_LINK_MAX_AGE = _env("KLAVIYO_START_LINK_MAX_AGE", "int")
-KLAVIYO_KEEP_ALIVE_UNUSED_DAYS = _env("KLAVIYO_KEEP_ALIVE_UNUSED_DAYS", "int")
-KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN = _env("KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN", "int")
-KLAVIYO_RETURN_URL = _env("KLAVIYO_RETURN_URL")
-KLAVIYO_RETURN_URL_HOSTS = _env("KLAVIYO_RETURN_URL_HOSTS", "list")
-KLAVIYO_MAX_PENDING_PER_BROWSER = _env("KLAVIYO_MAX_PENDING_PER_BROWSER", "int")
-KLAVIYO_MAX_PENDING_PER_LINK = _env("KLAVIYO_MAX_PENDING_PER_LINK", "int")
-KLAVIYO_EVENT_RETENTION_DAYS = _env("KLAVIYO_EVENT_RETENTION_DAYS", "int")
-
-# --- Klaviyo sandbox (only used while KLAVIYO_SANDBOX is on; defaults in klaviyo_sandbox/conf.py)
-
-KLAVIYO_SANDBOX_APP_NAME = _env("KLAVIYO_SANDBOX_APP_NAME")
-KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME = _env("KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME", "int")
-KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS = _env("KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS", "bool")
-KLAVIYO_SANDBOX_RATE_LIMIT_SCALE = _env("KLAVIYO_SANDBOX_RATE_LIMIT_SCALE", "float")
-KLAVIYO_SANDBOX_API_FAILURE_RATE = _env("KLAVIYO_SANDBOX_API_FAILURE_RATE", "float")
-KLAVIYO_SANDBOX_FAIL_REFRESHES = _env("KLAVIYO_SANDBOX_FAIL_REFRESHES", "int")
-KLAVIYO_SANDBOX_REFRESH_FAILURE = _env("KLAVIYO_SANDBOX_REFRESH_FAILURE")
-KLAVIYO_SANDBOX_REFRESH_DELAY = _env("KLAVIYO_SANDBOX_REFRESH_DELAY", "float")
-KLAVIYO_SANDBOX_API_DELAY = _env("KLAVIYO_SANDBOX_API_DELAY", "float")
-
-# --- Token encryption --------------------------------------------------------------------
-
-TOKEN_ENCRYPTION_KEY = _env("TOKEN_ENCRYPTION_KEY")
-TOKEN_ENCRYPTION_KEY_FALLBACKS = _env("TOKEN_ENCRYPTION_KEY_FALLBACKS", "list", default=[])
+KLAVIYO_BASE_URL = _declared(
+    "KLAVIYO_BASE_URL", default=f"http://127.0.0.1:{PORT}/sandbox" if KLAVIYO_SANDBOX else None
+)
+TOKEN_ENCRYPTION_KEY_FALLBACKS = _declared("TOKEN_ENCRYPTION_KEY_FALLBACKS", default=[])
+# The rest, from KLAVIYO_REVISION to the sandbox's knobs, TOKEN_ENCRYPTION_KEY and
+# METRICS_TOKEN (the bearer token for GET /metrics; empty: /metrics answers 404).
+for _name in _KINDS_OF:
+    if _name not in globals():
+        globals()[_name] = _declared(_name)
 
 # --- Application definition --------------------------------------------------------------
 
@@ -210,13 +201,14 @@ DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Cache, sessions and who is logged in ------------------------------------------------
-# With a cache that every server shares, sessions and logged-in users (with their
-# permissions) are read from it instead of the database on each request, and logouts and
-# permission changes still take effect at once (oauth_integration/auth.py). CACHE_URL
-# names one (redis://host:6379/0). SQLite lives on one machine, so without CACHE_URL a
-# file cache beside its database file is shared by every worker there. Otherwise the
-# cache is per process, and sessions and users are read from the database.
+# --- Cache and sessions -----------------------------------------------------------------
+# With a cache that every server shares, sessions are read from it instead of the database
+# on each request (``cached_db``: written through to the database, and a logout deletes
+# both). CACHE_URL names one (redis://host:6379/0). SQLite lives on one machine, so without
+# CACHE_URL a file cache beside its database file is shared by every worker there.
+# Otherwise the cache is per process, and sessions are read from the database. Who is
+# logged in, and with which permissions, always comes from the database (Django's
+# ModelBackend): a deactivation or a permission taken away applies to the next request.
 
 
 _PER_PROCESS = ("django.core.cache.backends.locmem.LocMemCache", "django.core.cache.backends.dummy.DummyCache")
@@ -247,7 +239,6 @@ if str(_cache["BACKEND"]).rsplit(".", 1)[-1] in _CULLING:
 CACHES = {"default": _cache}
 if SHARED_CACHE:
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
-    AUTHENTICATION_BACKENDS = ["oauth_integration.auth.CachedModelBackend"]
 
 # --- Auth, i18n, static ------------------------------------------------------------------
 
@@ -284,8 +275,6 @@ SESSION_COOKIE_SECURE = _https
 CSRF_COOKIE_SECURE = _https
 SECURE_SSL_REDIRECT = _env("SECURE_SSL_REDIRECT", "bool", default=_https)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]  # probes and scrapers on the internal network
-# Bearer token for GET /metrics (Prometheus); empty: /metrics answers 404.
-METRICS_TOKEN = _env("METRICS_TOKEN")
 SECURE_HSTS_SECONDS = _env("SECURE_HSTS_SECONDS", "int", default=31536000 if _https else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _https
 SECURE_HSTS_PRELOAD = _https

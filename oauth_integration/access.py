@@ -1,12 +1,13 @@
-"""Who may do what: the app's two permissions, relaxed only in sandbox mode.
+"""Who may do what: the app's two permissions, relaxed only by KLAVIYO_OPEN_ACCESS in DEBUG.
 
 * ``oauth_integration.view_oauthtoken`` (Django's "view" permission on connections):
   list connections on the landing page and in the admin, read profiles at /profiles.
 * ``oauth_integration.connect_customer``: make start links from the landing page and
   the admin.
 
-Superusers hold every permission. In sandbox mode (an imitation of Klaviyo, development
-only) anyone may do both; with DEBUG alone nothing is relaxed.
+Superusers hold every permission. With open access (``KLAVIYO_OPEN_ACCESS``, honoured only
+while DEBUG is on: a development convenience) anyone may do both. Neither sandbox mode nor
+DEBUG alone relaxes anything.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ _NAMES = {VIEW_CONNECTIONS: "view Klaviyo connections", CONNECT_CUSTOMER: "conne
 
 
 def allowed(user: Any, permission: str) -> bool:
-    """True when ``user`` holds ``permission`` (everyone does in sandbox mode)."""
-    return conf.sandbox or user.has_perm(permission)
+    """True when ``user`` holds ``permission`` (everyone does with open access, in DEBUG only)."""
+    return conf.open_access or user.has_perm(permission)
 
 
 def require(user: Any, *permissions: str) -> None:

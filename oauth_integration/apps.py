@@ -1,4 +1,4 @@
-"""App configuration: registers the system checks and the auth cache's receivers."""
+"""App configuration: registers the system checks."""
 
 from __future__ import annotations
 
@@ -12,6 +12,3 @@ class OAuthIntegrationConfig(AppConfig):
 
     def ready(self) -> None:
         from oauth_integration import checks  # noqa: F401  (registers the checks)
-        from oauth_integration.auth import connect_invalidation
-
-        connect_invalidation()

@@ -10,7 +10,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.urls import NoReverseMatch, reverse
 
 from oauth_integration import crypto, links
-from oauth_integration.conf import NUMBERS, conf, number_problem, setting
+from oauth_integration.conf import NUMBERS, SETTINGS, conf, setting
 from oauth_integration.exceptions import EncryptionKeyError
 
 
@@ -116,6 +116,19 @@ def check_redirect_url_registered(**kwargs: Any) -> list[CheckMessage]:
 
 
 @register(Tags.security)
+def check_open_access(**kwargs: Any) -> list[CheckMessage]:
+    if setting("KLAVIYO_OPEN_ACCESS") and not conf.debug:
+        return [
+            Warning(
+                "KLAVIYO_OPEN_ACCESS is ignored while DEBUG is off: every page needs its permission.",
+                hint="Remove KLAVIYO_OPEN_ACCESS from the production settings.",
+                id="oauth_integration.W003",
+            )
+        ]
+    return []
+
+
+@register(Tags.security)
 def check_secret_key(**kwargs: Any) -> list[CheckMessage]:
     # It signs /start links and sessions: the public placeholder only passes in sandbox mode.
     if conf.secret_key_is_placeholder and not (conf.debug and conf.sandbox):
@@ -133,5 +146,5 @@ def check_secret_key(**kwargs: Any) -> list[CheckMessage]:
 def check_malformed_settings(**kwargs: Any) -> list[CheckMessage]:
     """Values the settings module could not read, and numbers of the wrong type or range."""
     problems = list(getattr(settings, "SETTINGS_ERRORS", []))
-    problems += [p for name in NUMBERS if (p := number_problem(name, setting(name)))]
+    problems += SETTINGS.problems(NUMBERS)
     return [Error(f"Malformed setting: {problem}.", id="oauth_integration.E010") for problem in problems]

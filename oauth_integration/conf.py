@@ -2,9 +2,11 @@
 
 The app reads each ``KLAVIYO_*`` and ``TOKEN_ENCRYPTION_KEY*`` name from
 ``django.conf.settings``; a name that is missing, ``None`` or empty takes its default
-below. Every property re-reads on access, so ``override_settings`` and pytest-django's
-``settings`` fixture just work, and nothing is read at import time. Malformed values are
-reported by the system checks (``checks.py``); the properties fall back to the default.
+below (``SETTINGS``: ``oauth_integration.declared`` reads and checks them, and the example
+site reads the environment by the same declaration). Every property re-reads on access, so
+``override_settings`` and pytest-django's ``settings`` fixture just work, and nothing is
+read at import time. Malformed values are reported by the system checks (``checks.py``);
+the properties fall back to the default.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from typing import Any
 
 from django.conf import settings
 
+from oauth_integration.declared import DeclaredSettings
+
 DEFAULTS: dict[str, Any] = {
     "KLAVIYO_CLIENT_ID": "",
     "KLAVIYO_CLIENT_SECRET": "",
     "KLAVIYO_SANDBOX": False,
+    "KLAVIYO_OPEN_ACCESS": False,
     "KLAVIYO_SCOPES": "accounts:read profiles:read",
     "KLAVIYO_REDIRECT_URL": "",
     "KLAVIYO_AUTHORIZE_URL": "https://www.klaviyo.com/oauth/authorize",
@@ -42,42 +47,26 @@ DEFAULTS: dict[str, Any] = {
     "TOKEN_ENCRYPTION_KEY_FALLBACKS": (),
 }
 
-# Numeric settings: (type, smallest allowed value). The checks report anything else.
-NUMBERS: dict[str, tuple[type[int] | type[float], float]] = {
-    "KLAVIYO_HTTP_TIMEOUT": (float, 0.1),
-    "KLAVIYO_REFRESH_MARGIN_SECONDS": (int, 0),
-    "KLAVIYO_MAX_RETRIES": (int, 0),
-    "KLAVIYO_RETRY_MAX_WAIT": (float, 0),
-    "KLAVIYO_REFRESH_FAILURE_COOLDOWN": (float, 0),
-    "KLAVIYO_REFRESH_WAIT_SECONDS": (float, 0),
-    "KLAVIYO_START_LINK_MAX_AGE": (int, 1),
-    "KLAVIYO_KEEP_ALIVE_UNUSED_DAYS": (int, 1),
-    "KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN": (int, 0),
-    "KLAVIYO_MAX_PENDING_PER_BROWSER": (int, 1),
-    "KLAVIYO_MAX_PENDING_PER_LINK": (int, 1),
-    "KLAVIYO_EVENT_RETENTION_DAYS": (int, 1),
+# Numeric settings: (type, smallest, largest allowed value or None). The checks report anything else.
+NUMBERS: dict[str, tuple[type[int] | type[float], float, float | None]] = {
+    "KLAVIYO_HTTP_TIMEOUT": (float, 0.1, None),
+    "KLAVIYO_REFRESH_MARGIN_SECONDS": (int, 0, None),
+    "KLAVIYO_MAX_RETRIES": (int, 0, None),
+    "KLAVIYO_RETRY_MAX_WAIT": (float, 0, None),
+    "KLAVIYO_REFRESH_FAILURE_COOLDOWN": (float, 0, None),
+    "KLAVIYO_REFRESH_WAIT_SECONDS": (float, 0, None),
+    "KLAVIYO_START_LINK_MAX_AGE": (int, 1, None),
+    "KLAVIYO_KEEP_ALIVE_UNUSED_DAYS": (int, 1, None),
+    "KLAVIYO_KEEP_ALIVE_EXPIRING_WITHIN": (int, 0, None),
+    "KLAVIYO_MAX_PENDING_PER_BROWSER": (int, 1, None),
+    "KLAVIYO_MAX_PENDING_PER_LINK": (int, 1, None),
+    "KLAVIYO_EVENT_RETENTION_DAYS": (int, 1, None),
 }
 
-
-def setting(name: str) -> Any:
-    """The configured value of ``name``, or its default when missing, ``None`` or empty."""
-    value = getattr(settings, name, None)
-    return DEFAULTS[name] if value is None or value == "" else value
-
-
-def number_problem(name: str, value: object) -> str | None:
-    """Why ``value`` is not acceptable for the numeric setting ``name`` (None when it is)."""
-    kind, minimum = NUMBERS[name]
-    acceptable = (int,) if kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, acceptable) or value < minimum:
-        return f"{name} must be {'an integer' if kind is int else 'a number'} >= {minimum:g}"
-    return None
-
-
-def _number(name: str) -> float:
-    # A value of the wrong type or out of range falls back to the default (the checks report it).
-    value = setting(name)
-    return DEFAULTS[name] if number_problem(name, value) else value
+# A number of the wrong type or out of range takes its default (the checks report it).
+SETTINGS = DeclaredSettings(DEFAULTS, NUMBERS)
+setting = SETTINGS.value
+_number = SETTINGS.number
 
 
 def _names(value: object) -> tuple[str, ...]:
@@ -99,6 +88,13 @@ class _Conf:
     def sandbox(self) -> bool:
         """True when the built-in Klaviyo imitation stands in for Klaviyo."""
         return bool(setting("KLAVIYO_SANDBOX"))
+
+    @property
+    def open_access(self) -> bool:
+        """Anyone, logged in or not, may view connections and connect customers (with unsigned
+        /start links): KLAVIYO_OPEN_ACCESS, honoured only while DEBUG is on. Sandbox mode alone
+        relaxes nothing."""
+        return bool(setting("KLAVIYO_OPEN_ACCESS")) and self.debug
 
     @property
     def scopes(self) -> str:

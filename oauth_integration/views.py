@@ -35,7 +35,7 @@ def _page(request: HttpRequest, status: int, title: str, message: str) -> HttpRe
 @answers_errors(page_problem())
 def home(request: HttpRequest) -> HttpResponse:
     """Landing page: connect a customer (``connect_customer``) and list connections (``view_oauthtoken``)."""
-    if not conf.sandbox and not request.user.is_authenticated:
+    if not conf.open_access and not request.user.is_authenticated:
         login_url = f"{reverse('admin:login')}?next={reverse('oauth_integration:home')}"
         return render(request, "oauth_integration/login_required.html", {"login_url": login_url})
     access.require(request.user, access.VIEW_CONNECTIONS, access.CONNECT_CUSTOMER)
@@ -63,8 +63,8 @@ def start(request: HttpRequest, customer_identifier: str) -> HttpResponse:
     """A start link: GET shows what it connects and changes nothing; the page's POST goes to Klaviyo."""
     validate_customer_identifier(customer_identifier)
     token = request.GET.get("token")
-    # In sandbox mode an unsigned link (link None) goes straight to the consent page.
-    link = None if not token and conf.sandbox else verify_start_link(customer_identifier, token)
+    # With open access (DEBUG only) an unsigned link (link None) goes straight to the consent page.
+    link = None if not token and conf.open_access else verify_start_link(customer_identifier, token)
     # The state is bound to this browser's session cookie, which must be the one the
     # callback will see: move to the redirect URL's host first if we are elsewhere. (Without
     # KLAVIYO_REDIRECT_URL the callback is on this request's own host: nothing to move.)
@@ -121,7 +121,8 @@ def authorize(request: HttpRequest) -> HttpResponse:
     connected = services.complete_authorization(state=data["state"], code=data["code"], browser_binding=binding)
     if connected.return_url:
         return HttpResponseRedirect(connected.return_url)
-    return render(request, "oauth_integration/connected.html", {"connected": connected, "sandbox": conf.sandbox})
+    context = {"connected": connected, "can_view": access.allowed(request.user, access.VIEW_CONNECTIONS)}
+    return render(request, "oauth_integration/connected.html", context)
 
 
 @require_GET

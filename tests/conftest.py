@@ -51,6 +51,7 @@ def _empty_cache():
 def _klaviyo_settings(settings):
     settings.DEBUG = False
     settings.KLAVIYO_SANDBOX = False
+    settings.KLAVIYO_OPEN_ACCESS = False
     settings.KLAVIYO_CLIENT_ID = "client-id"
     settings.KLAVIYO_CLIENT_SECRET = "client-secret"
     settings.KLAVIYO_SCOPES = "accounts:read profiles:read"
@@ -67,6 +68,13 @@ def _klaviyo_settings(settings):
     settings.TOKEN_ENCRYPTION_KEY = TEST_KEY
     settings.TOKEN_ENCRYPTION_KEY_FALLBACKS = []
     settings.SECRET_KEY = "test-secret-key-for-signing-links-only"
+
+
+@pytest.fixture
+def open_access(settings):
+    """Open access as `make run` has it: anyone may view and connect, which needs DEBUG."""
+    settings.DEBUG = True
+    settings.KLAVIYO_OPEN_ACCESS = True
 
 
 @pytest.fixture

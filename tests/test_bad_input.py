@@ -31,9 +31,10 @@ MODES = ["strict", "debug", "sandbox"]
 
 @pytest.fixture(params=MODES)
 def mode(request, settings):
-    """strict and debug: production rules (signed /start links, /profiles by permission); sandbox: relaxed."""
-    settings.DEBUG = request.param == "debug"
-    settings.KLAVIYO_SANDBOX = request.param == "sandbox"
+    """strict and debug: production rules (signed /start links, /profiles by permission); sandbox: as
+    `make run` has it, relaxed by open access (which needs DEBUG)."""
+    settings.DEBUG = request.param in ("debug", "sandbox")
+    settings.KLAVIYO_SANDBOX = settings.KLAVIYO_OPEN_ACCESS = request.param == "sandbox"
     return request.param
 
 

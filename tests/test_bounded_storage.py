@@ -41,7 +41,7 @@ def test_one_browser_keeps_a_bounded_number_of_pending_authorizations(settings):
     ]
 
 
-def test_an_unsigned_sandbox_link_keeps_a_bounded_number_of_pending_authorizations(settings):
+def test_an_unsigned_sandbox_link_keeps_a_bounded_number_of_pending_authorizations(settings, open_access):
     settings.KLAVIYO_SANDBOX = True
     settings.KLAVIYO_MAX_PENDING_PER_LINK = 3
     settings.KLAVIYO_MAX_PENDING_PER_BROWSER = 5

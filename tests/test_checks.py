@@ -176,15 +176,15 @@ def test_a_number_out_of_range_takes_its_default(settings):
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("redis://127.0.0.1:6379/0", "(True, None, 'cached_db', 'CachedModelBackend')"),
-        ("pymemcache://127.0.0.1:11211", "(True, None, 'cached_db', 'CachedModelBackend')"),
-        ("locmemcache://", "(False, 100000, 'db', 'ModelBackend')"),
+        ("redis://127.0.0.1:6379/0", "(True, None, 'cached_db', ['django.contrib.auth.backends.ModelBackend'])"),
+        ("pymemcache://127.0.0.1:11211", "(True, None, 'cached_db', ['django.contrib.auth.backends.ModelBackend'])"),
+        ("locmemcache://", "(False, 100000, 'db', ['django.contrib.auth.backends.ModelBackend'])"),
     ],
 )
-def test_only_a_cache_every_server_shares_serves_sessions_and_users(url, expected):
+def test_only_a_cache_every_server_shares_serves_sessions_and_users_always_come_from_the_database(url, expected):
     printed = _settings_of(
         "settings.SHARED_CACHE, settings.CACHES['default'].get('OPTIONS', {}).get('MAX_ENTRIES'), "
-        "settings.SESSION_ENGINE.rsplit('.', 1)[1], settings.AUTHENTICATION_BACKENDS[0].rsplit('.', 1)[1]",
+        "settings.SESSION_ENGINE.rsplit('.', 1)[1], settings.AUTHENTICATION_BACKENDS",
         DEBUG="true",
         DATABASE_URL="postgres://user@db.example:5432/app",
         CACHE_URL=url,

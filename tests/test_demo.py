@@ -227,7 +227,7 @@ def test_a_post_without_the_csrf_token_is_refused(staff, connected, mocked_respo
     assert len(mocked_responses.calls) == 0
 
 
-def test_sandbox_mode_lets_anyone_try(client, settings, connected, mocked_responses):
+def test_open_access_lets_anyone_try(client, settings, open_access, connected, mocked_responses):
     settings.KLAVIYO_SANDBOX = True
     html = client.get(PAGE).content.decode()
     assert 'method="post"' in html

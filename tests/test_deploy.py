@@ -40,6 +40,7 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         KLAVIYO_CLIENT_ID="production-client-id",
         KLAVIYO_CLIENT_SECRET=secrets.token_urlsafe(32),
         KLAVIYO_SANDBOX="false",
+        KLAVIYO_OPEN_ACCESS="false",
         KLAVIYO_SCOPES="accounts:read profiles:read",
         KLAVIYO_REDIRECT_URL="https://connect.example.com/authorize",
         KLAVIYO_AUTHORIZE_URL="https://www.klaviyo.com/oauth/authorize",
@@ -213,7 +214,6 @@ def test_metrics_from_two_gunicorn_workers_add_up_and_need_the_token(tmp_path):
     with ScriptedServer([("sleep", 0.4)] * 30) as klaviyo:
         env = production_env(
             tmp_path,
-            KLAVIYO_SANDBOX="true",  # relaxed access: /profiles needs no login here
             KLAVIYO_BASE_URL=klaviyo.url,
             METRICS_TOKEN=metrics_token,
             PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
@@ -228,16 +228,20 @@ def test_metrics_from_two_gunicorn_workers_add_up_and_need_the_token(tmp_path):
             "from datetime import timedelta; from django.utils import timezone; "
             "from oauth_integration.models import OAuthToken; "
             "OAuthToken.objects.create(customer_identifier='c1', access_token='at-1', refresh_token='rt-1', "
-            "expires_at=timezone.now() + timedelta(hours=1), version=1)",
+            "expires_at=timezone.now() + timedelta(hours=1), version=1); "
+            "from django.contrib.auth import get_user_model; from django.test import Client; "
+            "client = Client(); client.force_login(get_user_model().objects.create_superuser('ops')); "
+            "print(client.cookies['sessionid'].value)",
         )
         assert seeded.returncode == 0, seeded.stderr
+        session = {"Cookie": f"sessionid={seeded.stdout.split()[-1]}"}
         with serving(env, tmp_path / "gunicorn.log", "--workers", "2", "--worker-class", "sync") as port:
             statuses: list[int] = []
             # Rounds of 6 concurrent calls until both workers have served some (a worker
             # still booting when the first round starts leaves it all to the other).
             for _ in range(5):
                 with ThreadPoolExecutor(max_workers=6) as pool:
-                    statuses += pool.map(lambda _: get(port, "/profiles/c1")[0], range(6))
+                    statuses += pool.map(lambda _: get(port, "/profiles/c1", session)[0], range(6))
                 if len(list((tmp_path / "metrics").glob("counter_*.db"))) == 2:
                     break
             assert statuses == [200] * len(statuses)

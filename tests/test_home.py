@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def relaxed(settings):
+def relaxed(settings, open_access):
     settings.KLAVIYO_SANDBOX = True
 
 
@@ -85,7 +85,7 @@ def test_home_rejects_an_invalid_identifier(client, relaxed, customer):
     assert 'role="alert"' in response.content.decode()
 
 
-def test_home_announces_sandbox_mode(client, settings):
+def test_home_announces_sandbox_mode(client, settings, open_access):
     settings.KLAVIYO_SANDBOX = True
     html = client.get("/").content.decode()
     assert "SANDBOX MODE" in html

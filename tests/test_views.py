@@ -112,7 +112,7 @@ def test_expired_start_link_is_refused(client, settings, monkeypatch):
     assert b"expired" in response.content
 
 
-def test_unsigned_start_goes_straight_to_klaviyo_in_sandbox_mode(client, settings):
+def test_unsigned_start_goes_straight_to_klaviyo_with_open_access(client, settings, open_access):
     settings.KLAVIYO_SANDBOX = True
     start(client, signed=False)
 
@@ -319,14 +319,14 @@ def test_profiles_accepts_the_full_links_next_url_as_cursor(staff_client, mocked
     assert staff_client.get("/profiles/cust-1", {"cursor": nxt}).status_code == 200
 
 
-def test_profiles_requires_the_view_permission_outside_sandbox_mode(client, django_user_model, make_connection):
+def test_profiles_requires_the_view_permission_without_open_access(client, django_user_model, make_connection):
     make_connection()
     assert client.get("/profiles/cust-1").status_code == 401
     client.force_login(django_user_model.objects.create_user("user", password="pw"))
     assert client.get("/profiles/cust-1").status_code == 403
 
 
-def test_profiles_is_open_in_sandbox_mode(client, settings, mocked_responses, make_connection):
+def test_profiles_is_open_with_open_access(client, settings, open_access, mocked_responses, make_connection):
     settings.KLAVIYO_SANDBOX = True
     make_connection()
     mocked_responses.get(PROFILES_URL, json=profiles_body("p1"))

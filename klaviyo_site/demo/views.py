@@ -63,7 +63,7 @@ class Explained:
 @answers_errors(page_problem())
 def try_write(request: HttpRequest, customer_identifier: str) -> HttpResponse:
     """The form (GET); the write and the list's members, or why Klaviyo refused (POST)."""
-    if not conf.sandbox and not request.user.is_authenticated:
+    if not conf.open_access and not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     access.require(request.user, access.VIEW_CONNECTIONS)
     connection = _connected(validate_customer_identifier(customer_identifier))

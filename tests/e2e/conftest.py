@@ -65,10 +65,12 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def sandbox_site(live_server, settings) -> Iterator[str]:
-    """The live server in sandbox mode, on "localhost" throughout (so session cookies match)."""
+    """The live server in sandbox mode as `make run` serves it (DEBUG, open access: no login
+    needed), on "localhost" throughout (so session cookies match)."""
     url = live_server.url
-    settings.DEBUG = False
+    settings.DEBUG = True
     settings.KLAVIYO_SANDBOX = True
+    settings.KLAVIYO_OPEN_ACCESS = True
     settings.KLAVIYO_CLIENT_ID = "sandbox-client-id"
     settings.KLAVIYO_CLIENT_SECRET = "sandbox-client-secret"
     settings.KLAVIYO_AUTHORIZE_URL = f"{url}/sandbox/oauth/authorize"

@@ -17,11 +17,15 @@ def check_messages():
     return [message for message in run_checks() if message.id.startswith("klaviyo_sandbox.")]
 
 
-def test_check_warns_when_the_sandbox_runs_without_debug(settings):
+def test_the_sandbox_without_debug_is_a_check_error(settings):
     settings.DEBUG = False
-    assert "klaviyo_sandbox.W001" in {message.id for message in check_messages()}
+    errors = [message for message in check_messages() if message.id == "klaviyo_sandbox.E002"]
+    assert [message.is_serious() for message in errors] == [True]
+    settings.DEBUG = True
+    assert "klaviyo_sandbox.E002" not in {message.id for message in check_messages()}
+    settings.DEBUG = False
     settings.KLAVIYO_SANDBOX = False
-    assert "klaviyo_sandbox.W001" not in {message.id for message in check_messages()}
+    assert "klaviyo_sandbox.E002" not in {message.id for message in check_messages()}
 
 
 @pytest.mark.parametrize(
@@ -49,7 +53,7 @@ def test_the_check_names_every_malformed_setting(settings, name, value, problem)
 def test_the_defaults_pass_the_check_and_unset_or_empty_settings_take_them(settings):
     for name in DEFAULTS:
         setattr(settings, name, None)
-    assert [message.id for message in check_messages() if message.id != "klaviyo_sandbox.W001"] == []
+    assert [message.id for message in check_messages() if message.id != "klaviyo_sandbox.E002"] == []
     settings.KLAVIYO_SANDBOX_ACCESS_TOKEN_LIFETIME = ""
     assert conf.access_token_lifetime == 3600
     assert conf.rate_limit_scale == 10
