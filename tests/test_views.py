@@ -114,7 +114,19 @@ def test_expired_start_link_is_refused(client, settings, monkeypatch):
 
 def test_unsigned_start_goes_straight_to_klaviyo_in_sandbox_mode(client, settings):
     settings.KLAVIYO_SANDBOX = True
-    start(client, signed=False)
+    settings.KLAVIYO_CLIENT_ID = "sandbox-client-id"
+    settings.KLAVIYO_AUTHORIZE_URL = "http://testserver/sandbox/oauth/authorize"
+    response, query = start(client, "cust-1", signed=False)
+    location = urlsplit(response["Location"])
+    assert (location.scheme, location.netloc, location.path) == ("http", "testserver", "/sandbox/oauth/authorize")
+    assert query["response_type"] == "code"
+    assert query["client_id"] == "sandbox-client-id"
+    assert query["redirect_uri"] == "http://testserver/authorize"
+    assert query["code_challenge_method"] == "S256"
+    verifier = PkceCode.objects.get(customer_identifier="cust-1").code_verifier
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    assert query["code_challenge"] == challenge
+    assert query["state"] != "cust-1" and "cust-1" not in query["state"] and len(query["state"]) >= 43
 
 
 def test_invalid_customer_identifier_is_a_400(client, settings):
