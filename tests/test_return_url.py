@@ -88,7 +88,8 @@ def test_another_browsers_state_does_not_learn_the_return_url(client):
     response = Client().get("/authorize", {"error": "access_denied", "state": state})
     assert response.status_code == 403
     assert b"Connection declined" in response.content
-    assert PkceCode.objects.count() == 1
+    assert b"/settings/klaviyo" not in response.content
+    assert PkceCode.objects.count() == 0  # cancelled: its own browser can no longer complete it
 
 
 def test_the_default_return_url_serves_links_that_name_none(settings, mocked_responses):

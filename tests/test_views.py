@@ -219,14 +219,24 @@ def test_expired_state_is_refused(client):
     assert OAuthToken.objects.count() == 0
 
 
-def test_state_from_another_browser_is_refused_and_kept(client, django_user_model):
+def test_state_from_another_browser_is_refused_and_burned(client, mocked_responses):
+    # The callback lands in another browser (a victim sent the attacker's authorize URL): if
+    # the state survived, the browser that started it could redeem the victim's code later.
     from django.test import Client
 
     _, query = start(client)
-    response = Client().get("/authorize", {"code": "code-1", "state": query["state"]})
+    callback = {"code": "victims-code", "state": query["state"]}
+    response = Client().get("/authorize", callback)
     assert response.status_code == 400
     assert b"different browser" in response.content
-    assert counts() == (0, 1, 0)
+    assert b"share" in response.content
+    assert counts() == (0, 0, 0)
+
+    response = client.get("/authorize", callback)  # the browser that started it, same URL
+    assert response.status_code == 400
+    assert b"unknown or was already used" in response.content
+    assert counts() == (0, 0, 0)
+    assert len(mocked_responses.calls) == 0
 
 
 @pytest.mark.parametrize("params", [{}, {"code": "c"}, {"state": "s"}, {"code": "", "state": ""}])

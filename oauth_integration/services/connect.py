@@ -165,7 +165,8 @@ def decline_authorization(*, state: str, error: str, error_description: str, bro
 def _take_pending(state: str, browser_binding: str | None) -> PkceCode:
     """The pending authorization for ``state``, begun in this browser, removed so it is used once.
 
-    Raises AuthorizationStateError (unknown, expired, replayed or from another browser).
+    Raises AuthorizationStateError (unknown, expired, replayed or from another browser). A state
+    presented by another browser is removed too: it may carry a code meant for that browser.
     """
     pending = pkce_storage.retrieve(state)
     if pending.is_expired():
@@ -174,7 +175,12 @@ def _take_pending(state: str, browser_binding: str | None) -> PkceCode:
     if browser_binding is None or not secrets.compare_digest(
         pending.browser_binding_hash, pkce.digest(browser_binding)
     ):
-        raise AuthorizationStateError("This authorization was started in a different browser session.")
+        # Burn it: otherwise the browser that started it could redeem a code meant for this one.
+        pkce_storage.remove(state)
+        raise AuthorizationStateError(
+            "This authorization was started in a different browser session, so it was cancelled. "
+            "Start again in this browser, and do not share this page's address with anyone."
+        )
     if not pkce_storage.remove(state):
         raise AuthorizationStateError("This authorization link is unknown or was already used.")
     return pending
