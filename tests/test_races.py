@@ -8,6 +8,7 @@ write there, from another thread with its own connection. Runs on SQLite and Pos
 import json
 import threading
 from datetime import timedelta
+from urllib.parse import parse_qsl
 
 import pytest
 from django.db import connection, connections
@@ -69,6 +70,69 @@ def test_a_reconnect_committed_during_a_refresh_wins_and_the_refreshed_token_is_
     assert (row.klaviyo_account_id, row.access_token, row.refresh_token) == ("NEW", "at-reconnected", "rt-reconnected")
     assert (row.status, row.refresh_lease_owner) == (ConnectionStatus.ACTIVE, "")
     assert not ConnectionEvent.objects.filter(kind=ConnectionEvent.Kind.REFRESHED).exists()
+
+
+class RotatingKlaviyo:
+    """Klaviyo's token endpoint with refresh-token rotation: each refresh token works once."""
+
+    def __init__(self, live):
+        self.live = set(live)
+        self.revoked = []
+        self.refreshed_with = []
+
+    def refresh(self, refresh_token, *, access, refresh):
+        self.refreshed_with.append(refresh_token)
+        if refresh_token not in self.live:
+            return 400, {}, json.dumps({"error": "invalid_grant"})
+        self.live.discard(refresh_token)
+        self.live.add(refresh)
+        return 200, {}, json.dumps(token_body(access, refresh))
+
+    def revoke(self, request):
+        token = dict(parse_qsl(request.body))["token"]
+        self.revoked.append(token)
+        self.live.discard(token)
+        return 200, {}, "{}"
+
+
+@pytest.mark.parametrize("caller", ["refresh_now", "call"])
+def test_with_rotation_a_reconnect_during_a_refresh_keeps_the_new_connection_alive(
+    mocked_responses, make_connection, caller
+):
+    make_connection("cust-1", expires_at=timezone.now() - timedelta(minutes=1), klaviyo_account_id="OLD")
+    klaviyo = RotatingKlaviyo(live={"rt-reconnected"})  # the reconnect revoked rt-cust-1 already
+
+    def klaviyo_answers_after_the_reconnect_is_stored(request):
+        sent = dict(parse_qsl(request.body))["refresh_token"]
+        if sent == "rt-cust-1":
+            committed_elsewhere(
+                lambda: services.token_storage.save(
+                    "cust-1", grant("at-reconnected", "rt-reconnected"), account_id="NEW", account_name="New Store"
+                )
+            )
+        return klaviyo.refresh(sent, access="at-rotated", refresh="rt-rotated")
+
+    mocked_responses.add_callback("POST", TOKEN_URL, callback=klaviyo_answers_after_the_reconnect_is_stored)
+    mocked_responses.add_callback("POST", REVOKE_URL, callback=klaviyo.revoke)
+    mocked_responses.assert_all_requests_are_fired = False
+    if caller == "call":
+        mocked_responses.get(
+            PROFILES_URL,
+            match=[matchers.header_matcher({"Authorization": "Bearer at-reconnected"})],
+            json=profiles_body(),
+        )
+        services.get_profiles(customer_identifier="cust-1")
+    else:
+        returned = services.refresh_connection(customer_identifier="cust-1")
+        assert returned.access_token == "at-reconnected"
+
+    assert klaviyo.refreshed_with == ["rt-cust-1"]  # never the reconnect's token under the old lease
+    assert klaviyo.revoked == []
+    row = OAuthToken.objects.get()
+    assert (row.klaviyo_account_id, row.access_token, row.refresh_token) == ("NEW", "at-reconnected", "rt-reconnected")
+    assert (row.status, row.failure_reason, row.refresh_lease_owner) == (ConnectionStatus.ACTIVE, "", "")
+    assert row.refresh_token in klaviyo.live  # the new grant still works at Klaviyo
+    assert not ConnectionEvent.objects.filter(kind=ConnectionEvent.Kind.NEEDS_REAUTHORIZATION).exists()
 
 
 def test_a_disconnect_committed_between_the_select_and_the_update_of_an_encrypted_update_wins(make_connection):
