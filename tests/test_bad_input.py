@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from oauth_integration import pkce, services
+from oauth_integration import pkce
 from oauth_integration.links import build_start_link
 from oauth_integration.models import ConnectionEvent, OAuthToken, PkceCode
 from tests.conftest import ACCOUNTS_URL, TOKEN_URL, accounts_body, grant_permissions, open_start_link, token_body
@@ -41,7 +41,7 @@ def mode(request, settings):
 def world(make_connection, mocked_responses):
     """A connected customer and a pending authorization begun in another browser."""
     make_connection(CONNECTED)
-    services.pkce_storage.save(
+    PkceCode.objects.store(
         OTHER_BROWSER_STATE,
         customer_identifier=CONNECTED,
         code_verifier="v" * 86,

@@ -52,7 +52,7 @@ def test_a_reconnect_committed_during_a_refresh_wins_and_the_refreshed_token_is_
 
     def klaviyo_answers_while_the_customer_reconnects(request):
         committed_elsewhere(
-            lambda: services.token_storage.save(
+            lambda: OAuthToken.objects.store_grant(
                 "cust-1", grant("at-reconnected", "rt-reconnected"), account_id="NEW", account_name="New Store"
             )
         )
@@ -106,7 +106,7 @@ def test_with_rotation_a_reconnect_during_a_refresh_keeps_the_new_connection_ali
         sent = dict(parse_qsl(request.body))["refresh_token"]
         if sent == "rt-cust-1":
             committed_elsewhere(
-                lambda: services.token_storage.save(
+                lambda: OAuthToken.objects.store_grant(
                     "cust-1", grant("at-reconnected", "rt-reconnected"), account_id="NEW", account_name="New Store"
                 )
             )
@@ -144,7 +144,7 @@ def test_a_disconnect_committed_between_the_select_and_the_update_of_an_encrypte
         result = execute(sql, params, many, context)
         if sql.lstrip().upper().startswith("SELECT") and not disconnected:
             disconnected.append(True)
-            committed_elsewhere(lambda: services.token_storage.remove("cust-1"))
+            committed_elsewhere(lambda: OAuthToken.objects.forget_tokens("cust-1"))
         return result
 
     with connection.execute_wrapper(disconnect_after_the_select):
@@ -163,7 +163,7 @@ def test_a_refresh_finishing_after_a_disconnect_stores_nothing_and_revokes_its_n
     make_connection("cust-1", expires_at=timezone.now() - timedelta(minutes=1))
 
     def klaviyo_answers_while_staff_disconnect(request):
-        committed_elsewhere(lambda: services.token_storage.remove("cust-1"))
+        committed_elsewhere(lambda: OAuthToken.objects.forget_tokens("cust-1"))
         return 200, {}, json.dumps(token_body("at-orphan", "rt-orphan"))
 
     mocked_responses.add_callback("POST", TOKEN_URL, callback=klaviyo_answers_while_staff_disconnect)

@@ -63,7 +63,6 @@ from oauth_integration.klaviyo import TokenGrant
 from oauth_integration.klaviyo import client as klaviyo
 from oauth_integration.models import ConnectionEvent, FailureReason, OAuthToken
 from oauth_integration.services.failures import failure_reason, record_failure
-from oauth_integration.storage import token_storage
 
 logger = logging.getLogger(__name__)
 Event = ConnectionEvent.Kind
@@ -94,7 +93,7 @@ def fresh_connection(
     deadline = 0.0
     pause = 0.02
     while True:
-        connection = token_storage.retrieve(customer_identifier)
+        connection = OAuthToken.objects.retrieve(customer_identifier)
         ensure_usable(connection)
         if rejected_version is None:
             if not connection.expires_within(conf.refresh_margin):
@@ -249,5 +248,5 @@ def revoke_quietly(customer_identifier: str, refresh_token: str, *, what: str) -
 
 def refresh_connection(*, customer_identifier: str) -> OAuthToken:
     """Refresh now, whatever the expiry (admin action). Single-flight."""
-    current = token_storage.retrieve(customer_identifier)
+    current = OAuthToken.objects.retrieve(customer_identifier)
     return fresh_connection(customer_identifier, rejected_version=current.version, for_call=False)
