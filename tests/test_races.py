@@ -16,9 +16,18 @@ from django.utils import timezone
 from responses import matchers
 
 from oauth_integration import services
-from oauth_integration.exceptions import ReauthorizationRequired
-from oauth_integration.models import ConnectionEvent, ConnectionStatus, OAuthToken
-from tests.conftest import PROFILES_URL, REVOKE_URL, TOKEN_URL, grant, profiles_body, token_body
+from oauth_integration.exceptions import AuthorizationStateError, ReauthorizationRequired
+from oauth_integration.models import ConnectionEvent, ConnectionStatus, OAuthToken, PkceCode
+from tests.conftest import (
+    ACCOUNTS_URL,
+    PROFILES_URL,
+    REVOKE_URL,
+    TOKEN_URL,
+    accounts_body,
+    grant,
+    profiles_body,
+    token_body,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -174,3 +183,40 @@ def test_a_refresh_finishing_after_a_disconnect_stores_nothing_and_revokes_its_n
 
     row = OAuthToken.objects.get()
     assert (row.status, row.access_token, row.refresh_token) == (ConnectionStatus.REVOKED, None, None)
+
+
+def test_of_two_callbacks_racing_with_one_state_only_one_exchanges_the_code(mocked_responses):
+    # Both callbacks find the pending authorization; the other one removes it first (a double
+    # click, or a browser retrying the redirect).
+    state = "state-of-a-double-clicked-callback-0123456789"
+    PkceCode.objects.store(
+        state,
+        customer_identifier="cust-1",
+        code_verifier="v" * 86,
+        browser_binding="the-browser",
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    mocked_responses.post(TOKEN_URL, json=token_body("at-once", "rt-once"))
+    mocked_responses.get(ACCOUNTS_URL, json=accounts_body())
+    raced = []
+
+    def the_other_callback_completes_after_our_select(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.lstrip().upper().startswith("SELECT") and "pkcecode" in sql.lower() and not raced:
+            raced.append(True)
+            committed_elsewhere(
+                lambda: services.complete_authorization(state=state, code="the-code", browser_binding="the-browser")
+            )
+        return result
+
+    with (
+        connection.execute_wrapper(the_other_callback_completes_after_our_select),
+        pytest.raises(AuthorizationStateError, match="already used"),
+    ):
+        services.complete_authorization(state=state, code="the-code", browser_binding="the-browser")
+
+    assert raced
+    assert [call.request.url for call in mocked_responses.calls].count(TOKEN_URL) == 1
+    row = OAuthToken.objects.get()
+    assert (row.access_token, row.refresh_token, row.version) == ("at-once", "rt-once", 1)
+    assert not PkceCode.objects.exists()
