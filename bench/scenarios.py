@@ -108,10 +108,11 @@ def upstream_request(port: int, token: str) -> bytes:
 def per_call(bench: Bench) -> None:
     """Sections 1 and 2, and the gunicorn memory row of section 3."""
     from oauth_integration import services
+    from oauth_integration.models import OAuthToken
 
     args, table, up = bench.args, bench.table, bench.upstream
     customers, port = bench.customers, processes.free_port()
-    tokens = {cid: services.token_storage.retrieve(cid).access_token for cid in customers}
+    tokens = {cid: OAuthToken.objects.retrieve(cid).access_token for cid in customers}
     upstream_requests = [upstream_request(up.port, tokens[cid]) for cid in customers]
     cookie = {"Cookie": bench.session_cookie}
     app_requests = [http1.request("GET", HOST, port, f"/profiles/{cid}", cookie) for cid in customers]

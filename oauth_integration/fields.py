@@ -11,13 +11,15 @@ How it works, and why no code path can store plain text:
 * Writing: the attribute hands out ``BoundSecret`` strings that carry that context.
   ``save()``, ``create()``, ``update_or_create()``, ``bulk_create()`` and
   ``bulk_update()`` all read the attribute, so they all encrypt, bound to their row.
-  ``EncryptedQuerySet.update()`` binds each row's value to that row. A bare string
+  ``EncryptedQuerySet.update()`` binds each row's value to that row (to the identity given
+  as ``bound_to=``, or else to each row's own, read first). A bare string
   reaching the database layer any other way raises instead of being stored.
 * Lookups other than ``isnull`` raise: ciphertext is randomised, equality can never match.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import FieldError
@@ -123,7 +125,10 @@ class EncryptedQuerySet(models.QuerySet):
     """``update()`` that binds each row's secret to that row, in one UPDATE that keeps every
     filter of the queryset: a row that stops matching meanwhile is left alone."""
 
-    def update(self, **kwargs: Any) -> int:
+    def update(self, *, bound_to: Mapping[str, object] | None = None, **kwargs: Any) -> int:
+        """``bound_to``: the row identity (``{"customer_identifier": ...}``), when the caller knows
+        it: only rows with that identity are updated, and the secrets are bound to it without
+        reading the rows first. Otherwise each matching row's own identity is read and used."""
         secret_fields = {
             name: field
             for name in kwargs
@@ -132,19 +137,21 @@ class EncryptedQuerySet(models.QuerySet):
             # Expressions (bulk_update's Case/When) carry BoundSecret values already.
             and not hasattr(kwargs[name], "resolve_expression")
         }
+        queryset = self.filter(**bound_to) if bound_to else self
         if not secret_fields:
-            return super().update(**kwargs)
+            return super(EncryptedQuerySet, queryset).update(**kwargs)
         bind_names = sorted({field.bind_to for field in secret_fields.values()})
-        if all(name in kwargs for name in bind_names):
-            # The update sets the row identity itself: every matching row gets the same context.
+        identity = {**(bound_to or {}), **{name: kwargs[name] for name in bind_names if name in kwargs}}
+        if all(name in identity for name in bind_names):
+            # Every matching row has (or is given) this identity: one context for all of them.
             values = {
-                name: BoundSecret(str(kwargs[name]), field.context(kwargs[field.bind_to]))
+                name: BoundSecret(str(kwargs[name]), field.context(identity[field.bind_to]))
                 for name, field in secret_fields.items()
             }
-            return super().update(**{**kwargs, **values})
+            return super(EncryptedQuerySet, queryset).update(**{**kwargs, **values})
         # One CASE per secret, keyed by primary key, on the rows matching right now; the UPDATE
         # repeats the queryset's own conditions, so it stays atomic without a transaction.
-        rows = list(self.values_list("pk", *bind_names))
+        rows = list(queryset.values_list("pk", *bind_names))
         if not rows:
             return 0
         values = {}
@@ -158,4 +165,5 @@ class EncryptedQuerySet(models.QuerySet):
                 for row in rows
             ]
             values[name] = Case(*cases, output_field=field)
-        return super(EncryptedQuerySet, self.filter(pk__in=[row[0] for row in rows])).update(**{**kwargs, **values})
+        rows_now = queryset.filter(pk__in=[row[0] for row in rows])
+        return super(EncryptedQuerySet, rows_now).update(**{**kwargs, **values})

@@ -24,6 +24,7 @@ request too (``build_start_link(..., request=request)``).
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,9 @@ from oauth_integration.models import UsedStartLink
 from oauth_integration.validators import validate_customer_identifier
 
 _SALT = "oauth_integration.start-link.v2"
+# C0 controls, DEL and C1 controls: never part of a URL a browser should be sent to (and NUL
+# cannot even be stored on PostgreSQL).
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 RETURN_URL_MAX_LENGTH = 2048
 # Query parameters added to the return URL: what happened, and for which customer.
 STATUS_PARAMETER, CUSTOMER_PARAMETER = "klaviyo", "klaviyo_customer"
@@ -148,14 +152,20 @@ def verify_start_link(customer_identifier: str, token: str | None) -> StartLink:
 
 
 def return_url_allowed(url: str) -> bool:
-    """A path on this site, or a URL on this site's host or a host in KLAVIYO_RETURN_URL_HOSTS."""
-    if not url or len(url) > RETURN_URL_MAX_LENGTH:
+    """A path on this site, or a URL on this site's host or a host in KLAVIYO_RETURN_URL_HOSTS.
+
+    False for anything with control characters or that Python's URL parser refuses.
+    """
+    if not url or len(url) > RETURN_URL_MAX_LENGTH or _CONTROL_CHARACTERS.search(url):
         return False
-    parts = urlsplit(url)
-    if not parts.netloc and not parts.path.startswith("/"):
-        return False  # "settings" or "javascript:..." : not a path on this site
     hosts = {host for host in (urlsplit(conf.redirect_url).netloc, *conf.return_url_hosts) if host}
-    return url_has_allowed_host_and_scheme(url, allowed_hosts=hosts, require_https=conf.https)
+    try:
+        parts = urlsplit(url)
+        if not parts.netloc and not parts.path.startswith("/"):
+            return False  # "settings" or "javascript:..." : not a path on this site
+        return url_has_allowed_host_and_scheme(url, allowed_hosts=hosts, require_https=conf.https)
+    except ValueError:  # e.g. a netloc that changes under NFKC ("evil.com\uff03@app.example.com")
+        return False
 
 
 def validate_return_url(url: str) -> str:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from oauth_integration import services
+from oauth_integration import pkce
 from oauth_integration.links import build_start_link
 from oauth_integration.models import ConnectionEvent, OAuthToken, PkceCode
 from tests.conftest import ACCOUNTS_URL, TOKEN_URL, accounts_body, grant_permissions, open_start_link, token_body
@@ -42,7 +42,7 @@ def mode(request, settings):
 def world(make_connection, mocked_responses):
     """A connected customer and a pending authorization begun in another browser."""
     make_connection(CONNECTED)
-    services.pkce_storage.save(
+    PkceCode.objects.store(
         OTHER_BROWSER_STATE,
         customer_identifier=CONNECTED,
         code_verifier="v" * 86,
@@ -175,7 +175,6 @@ AUTHORIZE_QUERIES = [
     pytest.param("state=abc", 400, id="no-code"),
     pytest.param("code=&state=", 400, id="empty"),
     pytest.param("code=abc&state=unknown-state", 400, id="unknown-state"),
-    pytest.param(f"code=abc&state={OTHER_BROWSER_STATE}", 400, id="state-of-another-browser"),
     pytest.param(f"code=a&code=b&state={OTHER_BROWSER_STATE}", 400, id="repeated-code"),
     pytest.param(f"code=abc&state=x&state={OTHER_BROWSER_STATE}", 400, id="repeated-state"),
     pytest.param("code[]=abc&state[]=x", 400, id="array-syntax"),
@@ -190,7 +189,6 @@ AUTHORIZE_QUERIES = [
     pytest.param("code=abc&state=" + quote("st\u202eate"), 400, id="rtl-state"),
     pytest.param("code=" + quote("\uff43ode") + "&state=x", 400, id="fullwidth-code"),
     pytest.param("error=access_denied&state=x", 403, id="access-denied"),
-    pytest.param(f"error=access_denied&state={OTHER_BROWSER_STATE}&code=abc", 403, id="access-denied-with-code"),
     pytest.param("error=server_error&error_description=" + quote("<script>alert(1)</script>"), 400, id="xss"),
     pytest.param("error=Access_Denied", 400, id="malformed-error"),
     pytest.param("error=" + "e" * 65, 400, id="long-error"),
@@ -205,23 +203,42 @@ def test_authorize_refuses_bad_callbacks(mode, client, world, query, expected):
     assert_refused(client, "get", f"/authorize?{query}", expected, world)
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param(f"code=abc&state={OTHER_BROWSER_STATE}", 400, id="state-of-another-browser"),
+        pytest.param(f"error=access_denied&state={OTHER_BROWSER_STATE}&code=abc", 403, id="access-denied-with-code"),
+    ],
+)
+def test_authorize_refuses_another_browsers_state_and_cancels_it(mode, client, world, query, expected):
+    tokens, _, events = snapshot()
+    response = client.get(f"/authorize?{query}")
+    assert response.status_code == expected, response.content[:500]
+    assert snapshot() == (tokens, [], events)  # only the pending authorization is gone
+    assert len(world.calls) == 0
+
+
 def test_authorize_names_a_repeated_parameter(client, world):
     response = client.get(f"/authorize?code=a&code=b&state={OTHER_BROWSER_STATE}")
     assert response.status_code == 400
     assert b"code: Give this parameter only once." in response.content
 
 
-def test_a_state_from_another_browser_leaves_the_real_authorization_usable(client, world):
+def test_a_state_presented_by_another_browser_can_no_longer_be_completed_by_its_own(client, world):
     browser = Client()
     location = open_start_link(browser, build_start_link(CONNECTED))["Location"]
     state = parse_qs(urlsplit(location).query)["state"][0]
+    before = snapshot()
 
-    assert_refused(client, "get", f"/authorize?code=stolen&state={state}", 400, world)
+    assert client.get(f"/authorize?code=victims-code&state={state}").status_code == 400
+    response = browser.get(f"/authorize?code=victims-code&state={state}")
 
-    world.post(TOKEN_URL, json=token_body(access="at-real", refresh="rt-real"))
-    world.get(ACCOUNTS_URL, json=accounts_body())
-    assert browser.get(f"/authorize?code=real&state={state}").status_code == 200
-    assert OAuthToken.objects.get(customer_identifier=CONNECTED).refresh_token == "rt-real"
+    assert response.status_code == 400
+    assert b"unknown or was already used" in response.content
+    tokens, pending, events = before
+    assert snapshot() == (tokens, [row for row in pending if row[0] != pkce.digest(state)], events)
+    assert OAuthToken.objects.get(customer_identifier=CONNECTED).refresh_token == f"rt-{CONNECTED}"
+    assert len(world.calls) == 0
 
 
 def test_a_completed_authorization_cannot_be_replayed(client, world):

@@ -99,6 +99,33 @@ def test_ciphertext_swapped_into_another_row_fails_to_decrypt():
         _ = row.refresh_token
 
 
+def test_ciphertext_copied_from_a_row_just_read_still_fails_to_decrypt_in_another():
+    # Decrypting is remembered per envelope; the memory must be per row too, or reading
+    # alice first would hand her token to whoever holds a copy of her envelope.
+    OAuthToken.objects.create(customer_identifier="alice", access_token="at-alice", refresh_token="rt-alice")
+    OAuthToken.objects.create(customer_identifier="mallory", access_token="at-m", refresh_token="rt-m")
+    assert OAuthToken.objects.get(customer_identifier="alice").refresh_token == "rt-alice"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE oauth_integration_oauthtoken SET refresh_token = %s WHERE customer_identifier = %s",
+            [raw_column("refresh_token", "alice"), "mallory"],
+        )
+    row = OAuthToken.objects.get(customer_identifier="mallory")
+    with pytest.raises(TokenDecryptionError):
+        _ = row.refresh_token
+
+
+def test_update_bound_to_a_known_identity_writes_only_that_row_in_one_statement(django_assert_num_queries):
+    OAuthToken.objects.create(customer_identifier="alice", access_token="at-alice", refresh_token="rt-alice")
+    OAuthToken.objects.create(customer_identifier="bob", access_token="at-bob", refresh_token="rt-bob")
+    with django_assert_num_queries(1):  # no SELECT of the rows' identities first
+        updated = OAuthToken.objects.update(bound_to={"customer_identifier": "alice"}, access_token="at-alice-2")
+    assert updated == 1
+    assert OAuthToken.objects.get(customer_identifier="alice").access_token == "at-alice-2"
+    assert OAuthToken.objects.get(customer_identifier="bob").access_token == "at-bob"
+    assert_encrypted_at_rest("alice", "at-alice-2", "rt-alice")
+
+
 def test_access_token_ciphertext_cannot_stand_in_for_the_refresh_token():
     OAuthToken.objects.create(customer_identifier="c", access_token="at-c", refresh_token="rt-c")
     with connection.cursor() as cursor:

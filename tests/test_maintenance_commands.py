@@ -29,7 +29,7 @@ def run(command: str, *args: str) -> tuple[str, str]:
 
 
 def pending(state: str, *, expires_in: timedelta, customer: str = "cust-1") -> None:
-    services.pkce_storage.save(
+    PkceCode.objects.store(
         state,
         customer_identifier=customer,
         code_verifier=f"verifier-{state}-" + "v" * 43,

@@ -3,6 +3,7 @@
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from oauth_integration import checks
@@ -87,7 +88,8 @@ def test_another_browsers_state_does_not_learn_the_return_url(client):
     response = Client().get("/authorize", {"error": "access_denied", "state": state})
     assert response.status_code == 403
     assert b"Connection declined" in response.content
-    assert PkceCode.objects.count() == 1
+    assert b"/settings/klaviyo" not in response.content
+    assert PkceCode.objects.count() == 0  # cancelled: its own browser can no longer complete it
 
 
 def test_the_default_return_url_serves_links_that_name_none(settings, mocked_responses):
@@ -115,3 +117,41 @@ def test_a_return_url_no_longer_allowed_is_ignored_at_the_callback(settings, moc
 def test_a_default_return_url_elsewhere_is_a_check_error(settings):
     settings.KLAVIYO_RETURN_URL = "https://evil.example/"
     assert [m.id for m in checks.check_klaviyo_settings()] == ["oauth_integration.E013"]
+
+
+UNPARSABLE_OR_CONTROL = [
+    pytest.param("https://evil.com\uff03@app.example.com/", id="fullwidth-number-sign"),
+    pytest.param("https://evil.com\u2100@app.example.com", id="account-of-sign"),
+    pytest.param("/\x00/evil.com", id="nul"),
+    pytest.param("/settings\x7f", id="delete"),
+    pytest.param("/settings\x85", id="c1-next-line"),
+]
+
+
+@pytest.mark.parametrize("next_url", UNPARSABLE_OR_CONTROL)
+def test_return_urls_python_cannot_parse_or_with_control_characters_are_refused(settings, next_url):
+    settings.KLAVIYO_RETURN_URL_HOSTS = ["app.example.com"]
+    with pytest.raises(InvalidReturnURL, match="path on this site"):
+        build_start_link("cust-1", next=next_url)
+    settings.KLAVIYO_RETURN_URL = next_url
+    assert [m.id for m in checks.check_klaviyo_settings()] == ["oauth_integration.E013"]
+
+
+@pytest.mark.parametrize("next_url", UNPARSABLE_OR_CONTROL)
+def test_the_start_link_command_refuses_them_with_a_clear_message(settings, next_url):
+    settings.KLAVIYO_RETURN_URL_HOSTS = ["app.example.com"]
+    with pytest.raises(CommandError, match="return URL"):
+        call_command("start_link", "cust-1", "--next", next_url)
+
+
+def test_a_default_return_url_python_cannot_parse_sends_nobody_anywhere(settings, mocked_responses):
+    settings.KLAVIYO_RETURN_URL_HOSTS = ["app.example.com"]
+    browser = Client()
+    state = begin(browser)
+    settings.KLAVIYO_RETURN_URL = "https://evil.com\uff03@app.example.com/"
+    klaviyo_grants(mocked_responses)
+
+    response = browser.get("/authorize", {"code": "code-1", "state": state})
+
+    assert response.status_code == 200
+    assert b"Klaviyo connected" in response.content

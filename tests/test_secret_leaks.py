@@ -24,7 +24,7 @@ from django.test import Client
 from django.utils import timezone
 from responses import matchers
 
-from oauth_integration import services
+from oauth_integration import pkce, services
 from oauth_integration.klaviyo import TokenGrant
 from oauth_integration.links import build_start_link
 from oauth_integration.logs import ContextFilter, JsonFormatter
@@ -230,10 +230,10 @@ def test_no_secret_leaks_from_full_flows(settings, mocked_responses, log_capture
     # The objects that carry secrets, as a developer would print them.
     row = OAuthToken.objects.get(customer_identifier=CUSTOMER)
     texts += [repr(row), str(row), repr(row.access_token), repr(row.refresh_token)]
-    texts.append(repr(services.token_storage.retrieve(CUSTOMER)))
+    texts.append(repr(OAuthToken.objects.retrieve(CUSTOMER)))
     texts.append(repr(TokenGrant(values["access-1"], values["refresh-1"], timezone.now(), "accounts:read")))
     state = parse_qs(urlsplit(keep(open_start_link(browser, build_start_link(CUSTOMER)))["Location"]).query)["state"][0]
-    pending = services.pkce_storage.retrieve(state)
+    pending = PkceCode.objects.get(state_hash=pkce.digest(state))
     texts += [repr(pending), repr(PkceCode.objects.get()), repr(PkceCode.objects.get().code_verifier)]
     verifiers.append(pending.code_verifier)
     assert ConnectionEvent.objects.filter(kind=ConnectionEvent.Kind.REVOKE_FAILED).count() == 1

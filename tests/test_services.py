@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 from responses import matchers
 
@@ -155,22 +156,44 @@ def test_unknown_customer_is_token_not_found(mocked_responses, db):
         services.get_profiles(customer_identifier="nobody")
 
 
-def test_invalid_grant_retries_with_a_refresh_token_that_changed_meanwhile(mocked_responses, make_connection):
+def test_invalid_grant_after_another_worker_stored_new_tokens_uses_them(mocked_responses, make_connection):
     make_connection(expires_at=timezone.now() - timedelta(minutes=1))
 
-    def rejected_while_someone_stores_a_new_token(request):
-        # Another worker (or a reconnect) stores a new refresh token while ours is in flight.
-        OAuthToken.objects.filter(customer_identifier="cust-1").update(refresh_token="rt-from-elsewhere")
+    def rejected_while_another_worker_stores_new_tokens(request):
+        # Our lease lapsed; another worker refreshed (with rotation) and stored meanwhile.
+        OAuthToken.objects.filter(customer_identifier="cust-1").update(
+            access_token="at-elsewhere",
+            refresh_token="rt-elsewhere",
+            expires_at=timezone.now() + timedelta(hours=1),
+            version=F("version") + 1,
+            refresh_lease_owner="",
+            refresh_lease_until=None,
+        )
         return 400, {}, json.dumps({"error": "invalid_grant"})
 
     mocked_responses.add_callback(
-        "POST", TOKEN_URL, callback=rejected_while_someone_stores_a_new_token, match=[refresh_form("rt-cust-1")]
+        "POST", TOKEN_URL, callback=rejected_while_another_worker_stores_new_tokens, match=[refresh_form("rt-cust-1")]
     )
-    mocked_responses.post(TOKEN_URL, match=[refresh_form("rt-from-elsewhere")], json=token_body("at-3", "rt-3"))
-    mocked_responses.get(PROFILES_URL, match=[bearer("at-3")], json=profiles_body())
+    mocked_responses.get(PROFILES_URL, match=[bearer("at-elsewhere")], json=profiles_body())
     services.get_profiles(customer_identifier="cust-1")
     row = OAuthToken.objects.get()
-    assert (row.status, row.refresh_token) == (ConnectionStatus.ACTIVE, "rt-3")
+    assert (row.status, row.failure_reason, row.refresh_token) == (ConnectionStatus.ACTIVE, "", "rt-elsewhere")
+    assert len(mocked_responses.calls) == 2  # one refresh (not retried with the other worker's token), one call
+
+
+def test_invalid_grant_after_a_disconnect_is_not_recorded_as_a_broken_connection(mocked_responses, make_connection):
+    make_connection(expires_at=timezone.now() - timedelta(minutes=1))
+
+    def rejected_while_staff_disconnect(request):
+        OAuthToken.objects.forget_tokens("cust-1")
+        return 400, {}, json.dumps({"error": "invalid_grant"})
+
+    mocked_responses.add_callback("POST", TOKEN_URL, callback=rejected_while_staff_disconnect)
+    with pytest.raises(ReauthorizationRequired):
+        services.get_profiles(customer_identifier="cust-1")
+    row = OAuthToken.objects.get()
+    assert (row.status, row.failure_reason) == (ConnectionStatus.REVOKED, "")
+    assert not ConnectionEvent.objects.filter(kind=ConnectionEvent.Kind.NEEDS_REAUTHORIZATION).exists()
 
 
 @pytest.mark.parametrize(

@@ -114,7 +114,19 @@ def test_expired_start_link_is_refused(client, settings, monkeypatch):
 
 def test_unsigned_start_goes_straight_to_klaviyo_with_open_access(client, settings, open_access):
     settings.KLAVIYO_SANDBOX = True
-    start(client, signed=False)
+    settings.KLAVIYO_CLIENT_ID = "sandbox-client-id"
+    settings.KLAVIYO_AUTHORIZE_URL = "http://testserver/sandbox/oauth/authorize"
+    response, query = start(client, "cust-1", signed=False)
+    location = urlsplit(response["Location"])
+    assert (location.scheme, location.netloc, location.path) == ("http", "testserver", "/sandbox/oauth/authorize")
+    assert query["response_type"] == "code"
+    assert query["client_id"] == "sandbox-client-id"
+    assert query["redirect_uri"] == "http://testserver/authorize"
+    assert query["code_challenge_method"] == "S256"
+    verifier = PkceCode.objects.get(customer_identifier="cust-1").code_verifier
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    assert query["code_challenge"] == challenge
+    assert query["state"] != "cust-1" and "cust-1" not in query["state"] and len(query["state"]) >= 43
 
 
 def test_invalid_customer_identifier_is_a_400(client, settings):
@@ -207,14 +219,24 @@ def test_expired_state_is_refused(client):
     assert OAuthToken.objects.count() == 0
 
 
-def test_state_from_another_browser_is_refused_and_kept(client, django_user_model):
+def test_state_from_another_browser_is_refused_and_burned(client, mocked_responses):
+    # The callback lands in another browser (a victim sent the attacker's authorize URL): if
+    # the state survived, the browser that started it could redeem the victim's code later.
     from django.test import Client
 
     _, query = start(client)
-    response = Client().get("/authorize", {"code": "code-1", "state": query["state"]})
+    callback = {"code": "victims-code", "state": query["state"]}
+    response = Client().get("/authorize", callback)
     assert response.status_code == 400
     assert b"different browser" in response.content
-    assert counts() == (0, 1, 0)
+    assert b"share" in response.content
+    assert counts() == (0, 0, 0)
+
+    response = client.get("/authorize", callback)  # the browser that started it, same URL
+    assert response.status_code == 400
+    assert b"unknown or was already used" in response.content
+    assert counts() == (0, 0, 0)
+    assert len(mocked_responses.calls) == 0
 
 
 @pytest.mark.parametrize("params", [{}, {"code": "c"}, {"state": "s"}, {"code": "", "state": ""}])

@@ -1,6 +1,8 @@
 """Connections: one per customer, their tokens (encrypted by their fields), and the queries over them.
 
-The single-flight refresh lease (claim, store, release) is a set of conditional UPDATEs
+The Node example's token storage (``save`` / ``retrieve`` / ``remove``) is
+``OAuthToken.objects.store_grant`` / ``retrieve`` / ``forget_tokens`` here. The
+single-flight refresh lease (claim, store, release) is a set of conditional UPDATEs
 on ``OAuthTokenQuerySet``; the algorithm that uses them is described at the top of
 ``services/refresh.py``. Nothing here talks HTTP.
 """
@@ -11,14 +13,18 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.db import connections, models
+from django.db import connections, models, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from oauth_integration.exceptions import TokenNotFound
 from oauth_integration.fields import EncryptedQuerySet, EncryptedTextField
+
+if TYPE_CHECKING:
+    from oauth_integration.klaviyo import TokenGrant
 
 # Klaviyo refresh tokens die after 90 days without use (Klaviyo's own examples).
 REFRESH_TOKEN_IDLE_LIFETIME = timedelta(days=90)
@@ -76,6 +82,47 @@ class OAuthTokenQuerySet(EncryptedQuerySet):
             values.append(value)
         return OAuthToken.from_db(self.db, plan.attnames, values)
 
+    def retrieve(self, customer_identifier: str) -> OAuthToken:
+        """The customer's connection (secrets decrypt when read). Raises TokenNotFound."""
+        connection = self.lookup(customer_identifier)
+        if connection is None:
+            raise TokenNotFound(customer_identifier)
+        return connection
+
+    def store_grant(
+        self, customer_identifier: str, grant: TokenGrant, *, account_id: str, account_name: str
+    ) -> OAuthToken | None:
+        """Store a fresh authorization (insert or replace); return the row as it was before, if any.
+
+        Replacing bumps the version and clears the lease: a refresh in flight then finds the
+        row moved on and discards its tokens.
+        """
+        now = timezone.now()
+        values = {
+            "access_token": grant.access_token,
+            "refresh_token": grant.refresh_token,
+            "expires_at": grant.expires_at,
+            "scopes": grant.scopes,
+            "klaviyo_account_id": account_id,
+            "klaviyo_account_name": account_name,
+            "status": ConnectionStatus.ACTIVE,
+            "failure_reason": "",
+            "failure_detail": "",
+            "failed_at": None,
+            "connected_at": now,
+            "last_refreshed_at": None,
+            "refresh_lease_owner": "",
+            "refresh_lease_until": None,
+            "refresh_failed_until": None,
+        }
+        with transaction.atomic(using=self.db):
+            previous = self.select_for_update().of(customer_identifier).first()
+            if previous is None:
+                self.create(customer_identifier=customer_identifier, version=1, **values)
+            else:
+                self.update(bound_to={"customer_identifier": customer_identifier}, version=F("version") + 1, **values)
+        return previous
+
     def due_for_refresh(self, *, expiring_before: datetime | None, unused_since: datetime) -> OAuthTokenQuerySet:
         """Active connections whose refresh token sat unused too long, or (when ``expiring_before``
         is given) that are in use and whose access token is about to expire.
@@ -122,11 +169,10 @@ class OAuthTokenQuerySet(EncryptedQuerySet):
         ``version`` and still leased by ``owner`` (a reconnect or a disconnect meanwhile wins)."""
         updated = (
             self.active()
-            .of(customer_identifier)
             .filter(version=version, refresh_lease_owner=owner)
             .update(
                 **values,
-                customer_identifier=customer_identifier,  # binds the encrypted values to this row
+                bound_to={"customer_identifier": customer_identifier},  # this row only; secrets bound to it
                 version=F("version") + 1,
                 refresh_lease_owner="",
                 refresh_lease_until=None,

@@ -1,4 +1,9 @@
-"""Pending authorizations (state and PKCE verifier) and the start links already used."""
+"""Pending authorizations (state and PKCE verifier) and the start links already used.
+
+The Node example's PKCE storage (``save`` / ``retrieve`` / ``remove``) is
+``PkceCode.objects.store`` and ``PkceCode.objects.take`` here: retrieving and removing
+are one step, so that a state is handed to one caller only.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,45 @@ from datetime import datetime
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from oauth_integration.exceptions import AuthorizationStateError
 from oauth_integration.fields import EncryptedQuerySet, EncryptedTextField
+from oauth_integration.pkce import digest
 
 
 class PkceCodeQuerySet(EncryptedQuerySet):
+    def store(
+        self,
+        state: str,
+        *,
+        customer_identifier: str,
+        code_verifier: str,
+        browser_binding: str,
+        expires_at: datetime,
+        link_key: str = "",
+        return_url: str = "",
+        redirect_uri: str = "",
+    ) -> PkceCode:
+        """Remember a pending authorization under a hash of its state (only hashes are stored)."""
+        return self.create(
+            state_hash=digest(state),
+            customer_identifier=customer_identifier,
+            code_verifier=code_verifier,
+            browser_binding_hash=digest(browser_binding),
+            expires_at=expires_at,
+            link_key=link_key,
+            return_url=return_url,
+            redirect_uri=redirect_uri,
+        )
+
+    def take(self, state: str) -> PkceCode:
+        """Remove the pending authorization for ``state`` and return it, to the one caller whose
+        DELETE removed it: of two callbacks racing with one state, the other gets
+        AuthorizationStateError, as does an unknown or used state."""
+        pending = self.filter(state_hash=digest(state)).first()
+        if pending is None or self.filter(pk=pending.pk).delete()[0] != 1:
+            raise AuthorizationStateError("This authorization link is unknown or was already used.")
+        return pending
+
     def expired(self, *, now: datetime | None = None) -> PkceCodeQuerySet:
         return self.filter(expires_at__lte=now or timezone.now())
 

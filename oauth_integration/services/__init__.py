@@ -40,7 +40,6 @@ from oauth_integration.services.maintenance import (
     purge_expired_authorizations,
 )
 from oauth_integration.services.refresh import refresh_connection
-from oauth_integration.storage import pkce_storage, token_storage
 
 __all__ = [
     "Connected",
@@ -63,12 +62,10 @@ __all__ = [
     "iter_klaviyo",
     "list_connections",
     "missing_scopes",
-    "pkce_storage",
     "purge_expired",
     "purge_expired_authorizations",
     "refresh_connection",
     "refresh_due_connections",
     "refresh_if_due",
     "rotate_encryption_key",
-    "token_storage",
 ]

@@ -25,7 +25,6 @@ from oauth_integration.klaviyo import client as klaviyo
 from oauth_integration.links import StartLink, callback_url, return_to
 from oauth_integration.models import ConnectionEvent, OAuthToken, PkceCode, UsedStartLink
 from oauth_integration.services.refresh import revoke_quietly
-from oauth_integration.storage import pkce_storage, token_storage
 from oauth_integration.validators import validate_customer_identifier
 
 logger = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def begin_authorization(
             per_browser=conf.max_pending_per_browser,
             per_link=conf.max_pending_per_link,
         )
-        pkce_storage.save(
+        PkceCode.objects.store(
             state,
             customer_identifier=customer_identifier,
             code_verifier=verifier,
@@ -115,7 +114,7 @@ def complete_authorization(*, state: str, code: str, browser_binding: str | None
         code=code, code_verifier=str(pending.code_verifier), redirect_uri=pending.redirect_uri or callback_url()
     )
     account_id, account_name = _fetch_account(grant.access_token)
-    previous = token_storage.save(customer, grant, account_id=account_id, account_name=account_name)
+    previous = OAuthToken.objects.store_grant(customer, grant, account_id=account_id, account_name=account_name)
 
     account = f"Klaviyo account {account_name or '?'} ({account_id or 'unknown id'})"
     if previous is None:
@@ -165,18 +164,20 @@ def decline_authorization(*, state: str, error: str, error_description: str, bro
 def _take_pending(state: str, browser_binding: str | None) -> PkceCode:
     """The pending authorization for ``state``, begun in this browser, removed so it is used once.
 
-    Raises AuthorizationStateError (unknown, expired, replayed or from another browser).
+    Raises AuthorizationStateError (unknown, expired, replayed or from another browser). It is
+    removed in every case: a state presented by another browser may carry a code meant for
+    that browser, which the browser that started it must never be able to redeem.
     """
-    pending = pkce_storage.retrieve(state)
+    pending = PkceCode.objects.take(state)
     if pending.is_expired():
-        pkce_storage.remove(state)
         raise AuthorizationStateError("This authorization link expired; start again.")
     if browser_binding is None or not secrets.compare_digest(
         pending.browser_binding_hash, pkce.digest(browser_binding)
     ):
-        raise AuthorizationStateError("This authorization was started in a different browser session.")
-    if not pkce_storage.remove(state):
-        raise AuthorizationStateError("This authorization link is unknown or was already used.")
+        raise AuthorizationStateError(
+            "This authorization was started in a different browser session, so it was cancelled. "
+            "Start again in this browser, and do not share this page's address with anyone."
+        )
     return pending
 
 
@@ -223,7 +224,7 @@ def disconnect(*, customer_identifier: str) -> Disconnected:
     disconnect still happens and the failure is recorded in the history.
     Raises TokenNotFound.
     """
-    connection = token_storage.retrieve(customer_identifier)
+    connection = OAuthToken.objects.retrieve(customer_identifier)
     refresh_token, failure = _readable_refresh_token(connection)
     if refresh_token:
         try:
@@ -238,7 +239,7 @@ def disconnect(*, customer_identifier: str) -> Disconnected:
             )
     if failure:
         ConnectionEvent.objects.record(customer_identifier, Event.REVOKE_FAILED, f"not revoked at Klaviyo: {failure}")
-    token_storage.remove(customer_identifier)
+    OAuthToken.objects.forget_tokens(customer_identifier)
     if refresh_token and not failure:
         detail = "revoked at Klaviyo"
     else:

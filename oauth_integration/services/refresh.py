@@ -30,9 +30,12 @@ the HTTP timeout times the retries; SQLite has no row locks at all, and a lock h
 a crashed worker stalls everyone until the connection dies. The lease costs two short
 UPDATEs per refresh and degrades to "one extra refresh after L seconds" at worst.
 
-If Klaviyo answers ``invalid_grant`` but the stored refresh token changed meanwhile
-(a reconnect, or a refresh whose lease had lapsed), the refresh is retried once with
-the new token before the connection is declared broken.
+If Klaviyo answers ``invalid_grant`` and the row has a new version meanwhile (a
+reconnect, a disconnect, or a refresh whose lease had lapsed), the connection is not
+declared broken, and its new refresh token is not used under the old lease: with
+refresh-token rotation that would use up the new grant (and step 5 would then revoke
+what it returned). What is stored now is used instead; a reconnect or another worker's
+refresh stored a fresh access token.
 """
 
 from __future__ import annotations
@@ -60,7 +63,6 @@ from oauth_integration.klaviyo import TokenGrant
 from oauth_integration.klaviyo import client as klaviyo
 from oauth_integration.models import ConnectionEvent, FailureReason, OAuthToken
 from oauth_integration.services.failures import failure_reason, record_failure
-from oauth_integration.storage import token_storage
 
 logger = logging.getLogger(__name__)
 Event = ConnectionEvent.Kind
@@ -91,7 +93,7 @@ def fresh_connection(
     deadline = 0.0
     pause = 0.02
     while True:
-        connection = token_storage.retrieve(customer_identifier)
+        connection = OAuthToken.objects.retrieve(customer_identifier)
         ensure_usable(connection)
         if rejected_version is None:
             if not connection.expires_within(conf.refresh_margin):
@@ -136,8 +138,15 @@ def refresh_under_lease(connection: OAuthToken, *, owner: str, for_call: bool) -
     """Refresh the connection whose lease ``owner`` holds; store and return it (lease released)."""
     customer = connection.customer_identifier
     try:
-        grant, refresh_token = _exchange(connection, str(connection.refresh_token or ""))
+        refresh_token = str(connection.refresh_token or "")  # may not decrypt: a failure like the others
+        grant = klaviyo.refresh(refresh_token=refresh_token)
     except InvalidGrant as exc:
+        latest = OAuthToken.objects.of(customer).first()
+        if latest is None or latest.version != connection.version:
+            # A reconnect, a disconnect or (after a lapse) another worker's refresh wrote the
+            # row meanwhile, and our lease went with it. Its tokens are not ours to refresh:
+            # with rotation, refreshing them here would use up the new grant.
+            return _moved_on(connection, latest)
         metrics.count_refresh("invalid_grant")
         reason = FailureReason.EXPIRED_INACTIVE if connection.refresh_token_idle_expired else FailureReason.REVOKED
         _release_after_failure(customer, owner, exc, reason=reason, event=Event.NEEDS_REAUTHORIZATION, broken=True)
@@ -181,20 +190,22 @@ def refresh_under_lease(connection: OAuthToken, *, owner: str, for_call: bool) -
     return connection
 
 
-def _exchange(connection: OAuthToken, refresh_token: str) -> tuple[TokenGrant, str]:
-    """The grant for ``refresh_token``, retried once if the stored refresh token changed meanwhile;
-    also the refresh token that was finally sent."""
-    try:
-        return klaviyo.refresh(refresh_token=refresh_token), refresh_token
-    except InvalidGrant:
-        latest = OAuthToken.objects.active().of(connection.customer_identifier).first()
-        newer = str(latest.refresh_token or "") if latest is not None else ""
-        if not newer or newer == refresh_token:
-            raise
+def _moved_on(connection: OAuthToken, latest: OAuthToken | None) -> OAuthToken:
+    """Klaviyo refused the refresh token of a version that is no longer stored: use what is."""
+    customer = connection.customer_identifier
     logger.info(
-        "Refresh token of %s changed during a refresh; retrying with the new one", connection.customer_identifier
+        "Connection of %s changed during a refresh; using what is stored now",
+        customer,
+        extra={"customer_identifier": customer},
     )
-    return klaviyo.refresh(refresh_token=newer), newer
+    return _usable(customer, latest)
+
+
+def _usable(customer: str, latest: OAuthToken | None) -> OAuthToken:
+    if latest is None:
+        raise ReauthorizationRequired(customer, "removed")
+    ensure_usable(latest)
+    return latest
 
 
 def _release_after_failure(
@@ -221,10 +232,7 @@ def _discard(connection: OAuthToken, grant: TokenGrant, *, sent_refresh_token: s
     )
     if issued and issued not in (sent_refresh_token, stored):
         revoke_quietly(customer, issued, what="token issued during a reconnect or disconnect")
-    if latest is None:
-        raise ReauthorizationRequired(customer, "removed")
-    ensure_usable(latest)
-    return latest
+    return _usable(customer, latest)
 
 
 def revoke_quietly(customer_identifier: str, refresh_token: str, *, what: str) -> bool:
@@ -240,5 +248,5 @@ def revoke_quietly(customer_identifier: str, refresh_token: str, *, what: str) -
 
 def refresh_connection(*, customer_identifier: str) -> OAuthToken:
     """Refresh now, whatever the expiry (admin action). Single-flight."""
-    current = token_storage.retrieve(customer_identifier)
+    current = OAuthToken.objects.retrieve(customer_identifier)
     return fresh_connection(customer_identifier, rejected_version=current.version, for_call=False)
