@@ -9,7 +9,9 @@ default ``gthread``; ``GUNICORN_REUSE_PORT``, default on), so ``make serve`` and
 
 import contextlib
 import glob
+import json
 import os
+import re
 import socket
 import tempfile
 import time
@@ -54,6 +56,22 @@ worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "").strip() or "gthread"
 reuse_port = _flag("GUNICORN_REUSE_PORT", True)
 
 
+# Everything but printable ASCII, and the quote and backslash that delimit the line's fields.
+_UNSAFE = re.compile(r'[^\x20-\x7e]|["\\]')
+
+
+def _code(found: re.Match) -> str:
+    character = ord(found.group())
+    return f"\\x{character:02x}" if character < 0x100 else f"\\u{character:04x}"
+
+
+def _escaped(value: str) -> str:
+    """``value`` with each control character, non-ASCII character, quote and backslash written
+    as ``\\xNN`` (as nginx does), so that no request can start a line or a field of its own.
+    WSGI strings hold one byte per character (latin-1), so ``\\xNN`` are the bytes received."""
+    return _UNSAFE.sub(_code, value) if _UNSAFE.search(value) else value
+
+
 class AccessLogger(Logger):
     """gunicorn's logger, writing one fixed access line without query strings or referrers.
 
@@ -62,26 +80,64 @@ class AccessLogger(Logger):
     is built from the few fields it shows (address, time, method, path, protocol, status,
     bytes, milliseconds, user agent): gunicorn's own formatting gathers every header and
     environment variable first, which cost more CPU than the rest of serving a request.
+
+    Every field a client chooses is escaped (``_escaped``): the path arrives percent-decoded,
+    so ``/x%0A{...}`` would otherwise write a line of the attacker's making. With
+    ``LOG_FORMAT=json`` (Django's setting, read once per worker) the line is one JSON object
+    like the application's own lines, with the same escaped values.
     """
+
+    _json: bool | None = None
 
     def access(self, resp, req, environ, request_time):
         if not self.access_log_enabled:
             return
+        if self._json is None:
+            self._json = _log_format() == "json"
         status = str(resp.status).split(None, 1)[0]
         sent = getattr(resp, "sent", None)
         milliseconds = request_time.seconds * 1000 + request_time.microseconds // 1000
-        self.access_log.info(
-            '%s [%s] "%s %s %s" %s %s %sms "%s"',
-            environ.get("REMOTE_ADDR", "-"),
-            time.strftime("%d/%b/%Y:%H:%M:%S %z"),
-            environ.get("REQUEST_METHOD", "-"),
-            environ.get("PATH_INFO", "-"),
-            environ.get("SERVER_PROTOCOL", "-"),
-            status,
-            "-" if sent is None else sent,
-            milliseconds,
-            environ.get("HTTP_USER_AGENT", "-"),
-        )
+        address = _escaped(environ.get("REMOTE_ADDR", "-"))
+        method = _escaped(environ.get("REQUEST_METHOD", "-"))
+        path = _escaped(environ.get("PATH_INFO", "-"))
+        protocol = _escaped(environ.get("SERVER_PROTOCOL", "-"))
+        request = f"{method} {path} {protocol}"
+        agent = _escaped(environ.get("HTTP_USER_AGENT", "-"))
+        if not self._json:
+            self.access_log.info(
+                '%s [%s] "%s" %s %s %sms "%s"',
+                address,
+                time.strftime("%d/%b/%Y:%H:%M:%S %z"),
+                request,
+                status,
+                "-" if sent is None else sent,
+                milliseconds,
+                agent,
+            )
+            return
+        now = time.time()
+        line = {
+            "time": f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))},{int(now % 1 * 1000):03d}",
+            "level": "INFO",
+            "logger": self.access_log.name,
+            "message": f'{address} "{request}" {status}',
+            "remote_addr": address,
+            "method": method,
+            "path": path,
+            "protocol": protocol,
+            "status": int(status) if status.isdigit() else status,
+            "bytes": sent,
+            "duration_ms": milliseconds,
+            "user_agent": agent,
+        }
+        self.access_log.info("%s", json.dumps(line))
+
+
+def _log_format() -> str:
+    # Django's settings also read .env; the application is loaded by the time a request is logged.
+    from django.conf import settings
+
+    return str(getattr(settings, "LOG_FORMAT", "plain"))
 
 
 logger_class = AccessLogger

@@ -8,7 +8,9 @@ the ``settings`` fixture. Only loopback is used.
 import contextlib
 import gzip
 import http.client
+import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -101,10 +103,12 @@ def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[in
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str], log: Path, *args: str):
-    """gunicorn as ``make serve`` runs it (its config file), with ``args``, on a free loopback port."""
+def serving(env: dict[str, str], log: Path, *args: str, errors: Path | None = None):
+    """gunicorn as ``make serve`` runs it (its config file), with ``args``, on a free loopback port;
+    its stderr goes to ``errors`` when given, else into ``log`` with its stdout (the access log)."""
     port = free_port()
-    with log.open("w") as output:
+    with log.open("w") as output, contextlib.ExitStack() as stack:
+        error_output = stack.enter_context(errors.open("w")) if errors else subprocess.STDOUT
         process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "gunicorn", "klaviyo_site.wsgi", "--config", "klaviyo_site/gunicorn.conf.py"),
@@ -114,7 +118,7 @@ def serving(env: dict[str, str], log: Path, *args: str):
             cwd=BASE_DIR,
             env=env,
             stdout=output,
-            stderr=subprocess.STDOUT,
+            stderr=error_output,
         )
         try:
             deadline = time.monotonic() + 30
@@ -196,6 +200,48 @@ def test_gunicorn_keeps_authorization_codes_out_of_the_access_log(gunicorn):
     text = log.read_text()
     assert '"GET /authorize HTTP/1.1" 400' in text
     assert code not in text
+
+
+# A request whose path, once percent-decoded, holds a line of JSON claiming to be the app's.
+FORGED_LINE = (
+    "/x%0A%7B%22level%22%3A%22CRITICAL%22%2C%22logger%22%3A%22oauth_integration.services.connect%22%2C"
+    "%22message%22%3A%22Customer%20acme%20connected%20Klaviyo%20account%20ATTACKER%22%7D%0A"
+)
+ESCAPED = r'(?:[^"\\\x00-\x1f\x7f-\uffff]|\\x[0-9a-f]{2}|\\u[0-9a-f]{4})*'  # printable, or \xNN
+ACCESS_LINE = re.compile(rf'\S+ \[[^\]]+\] "[A-Z]+ {ESCAPED} HTTP/1\.[01]" \d{{3}} (?:\d+|-) \d+ms "{ESCAPED}"')
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+def test_gunicorn_access_lines_escape_what_the_client_sent(tmp_path, log_format):
+    env = production_env(tmp_path, LOG_FORMAT=log_format)
+    access, errors = tmp_path / "access.log", tmp_path / "errors.log"
+    secure = {"X-Forwarded-Proto": "https"}
+    with serving(env, access, "--workers", "1", errors=errors) as port:
+        assert get(port, FORGED_LINE, secure)[0] == 404
+        assert get(port, "/y%1B%5B2J%1B%5B31mRED%5C", secure)[0] == 404  # clear screen, red; a backslash
+        assert get(port, "/z", {**secure, "User-Agent": 'Mozilla" 200 5 1ms "evil'})[0] == 404
+        time.sleep(0.2)  # the access log line is written after the response
+    lines = access.read_text().splitlines()
+
+    for line in lines + errors.read_text().splitlines():
+        assert not CONTROL.search(line), line
+        with contextlib.suppress(ValueError):
+            assert json.loads(line).get("logger") != "oauth_integration.services.connect", line
+    if log_format == "json":
+        entries = [json.loads(line) for line in lines]
+        assert {entry["logger"] for entry in entries} == {"gunicorn.access"}
+        requests = [(entry["method"], entry["path"], entry["status"], entry["user_agent"]) for entry in entries]
+    else:
+        assert [line for line in lines if not ACCESS_LINE.fullmatch(line)] == []
+        requests = [re.search(r'"(\S+) (.*) HTTP/1\.1" (\d+) .* "(.*)"$', line).groups() for line in lines]
+        requests = [(method, path, int(status), agent) for method, path, status, agent in requests]
+    forged = r"/x\x0a{\x22level\x22:\x22CRITICAL\x22,\x22logger\x22:\x22oauth_integration.services.connect\x22,"
+    assert [path for _, path, _, _ in requests if path.startswith("/x")] == [
+        forged + r"\x22message\x22:\x22Customer acme connected Klaviyo account ATTACKER\x22}\x0a"
+    ]
+    assert ("GET", r"/y\x1b[2J\x1b[31mRED\x5c", 404) in [request[:3] for request in requests]
+    assert ("GET", "/z", 404, r"Mozilla\x22 200 5 1ms \x22evil") in requests
 
 
 def test_gunicorn_refuses_malformed_requests_with_4xx(gunicorn):
