@@ -8,6 +8,9 @@
   every record, so both the plain and the JSON format can show them.
 * ``JsonFormatter`` writes one JSON object per line (time, level, logger, message,
   request id, customer identifier), using python-json-logger.
+* ``PlainFormatter`` writes the plain format with control characters in the line written as
+  escapes (``\\n``, ``\\x1b``): a message quoting what a client or Klaviyo sent cannot add a
+  line of its own or send terminal escapes. A traceback still follows on lines of its own.
 
 Log messages never carry tokens, verifiers, secrets or keys (see ``exceptions.py``).
 """
@@ -55,6 +58,23 @@ class ContextFilter(logging.Filter):
         if not hasattr(record, "customer_identifier"):
             record.customer_identifier = ""
         return True
+
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_control(found: re.Match[str]) -> str:
+    return found.group().encode("unicode_escape").decode("ascii")
+
+
+class PlainFormatter(logging.Formatter):
+    """``logging.Formatter`` whose line (time, level, logger, request id, message) holds no
+    control character: each is written as its Python escape, ``\\n`` or ``\\x1b``."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        return _CONTROL.sub(_escape_control, line) if _CONTROL.search(line) else line
 
 
 class JsonFormatter(_BaseJsonFormatter):

@@ -114,3 +114,26 @@ def test_json_log_lines_carry_time_level_logger_message_request_and_customer_onl
     )
     assert line["customer_identifier"] == "c-9"
     assert "SECRET-CODE" not in json.dumps(line)
+
+
+def configured_formatter(name):
+    """The formatter ``name`` exactly as settings.LOGGING makes it."""
+    from logging.config import DictConfigurator
+
+    from django.conf import settings
+
+    return DictConfigurator(settings.LOGGING).configure_formatter(dict(settings.LOGGING["formatters"][name]))
+
+
+def test_plain_log_lines_write_control_characters_as_escapes():
+    forged = "boom\n2026-12-07 00:00:00,000 CRITICAL oauth_integration.services.connect [x] Customer acme\x1b[2J"
+    record = logging.LogRecord(
+        "oauth_integration.services.connect", logging.WARNING, __file__, 1, "Klaviyo said: %s", (forged,), None
+    )
+    ContextFilter().filter(record)
+
+    line = configured_formatter("plain").format(record)
+
+    assert "WARNING oauth_integration.services.connect [] Klaviyo said: boom\\n2026-12-07 00:00:00,000 CRITICAL" in line
+    assert "\n" not in line and "\x1b" not in line
+    assert r"[x] Customer acme\x1b[2J" in line
