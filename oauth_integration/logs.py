@@ -1,9 +1,11 @@
 """Log lines an aggregator can parse: a request id on every line, the customer where relevant.
 
-* ``request_id_middleware`` gives every request an id (the caller's ``X-Request-ID`` when
-  it is a plain token, else a random one), sends it back in ``X-Request-ID`` and keeps it
+* ``request_id_middleware`` gives every request an id (a random one, or the
+  ``X-Request-ID`` header's when ``REQUEST_ID_FROM_PROXY`` says a proxy sets it and it is a
+  plain token of 1-64 characters), sends it back in ``X-Request-ID`` and keeps it
   for the duration of the request, and on the request itself for Django's own lines about
-  the response (logged after the middleware has returned).
+  the response (logged after the middleware has returned). A client's own header is not
+  adopted: it could file its lines under the id of someone else's request.
 * ``ContextFilter`` adds ``request_id`` and ``customer_identifier`` (from ``extra=``) to
   every record, so both the plain and the JSON format can show them.
 * ``JsonFormatter`` writes one JSON object per line (time, level, logger, message,
@@ -27,6 +29,8 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
+from oauth_integration.conf import conf
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _ACCEPTED_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
@@ -36,7 +40,7 @@ def request_id_middleware(get_response: Callable[[HttpRequest], HttpResponse]) -
     """Give each request an id for its log lines, and return it in ``X-Request-ID``."""
 
     def middleware(request: HttpRequest) -> HttpResponse:
-        given = request.headers.get(REQUEST_ID_HEADER, "")
+        given = request.headers.get(REQUEST_ID_HEADER, "") if conf.request_id_from_proxy else ""
         request_id = given if _ACCEPTED_ID.fullmatch(given) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
         token = _request_id.set(request_id)

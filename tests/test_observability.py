@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 from datetime import timedelta
 
 import pytest
@@ -84,9 +85,29 @@ def test_metrics_count_calls_refreshes_throttling_and_connections(client, settin
 
 def test_each_request_gets_an_id_echoed_in_its_response(client):
     first, second = client.get("/healthz"), client.get("/healthz")
-    assert len(first["X-Request-ID"]) == 32 and first["X-Request-ID"] != second["X-Request-ID"]
+    assert re.fullmatch("[0-9a-f]{32}", first["X-Request-ID"]) and first["X-Request-ID"] != second["X-Request-ID"]
+
+
+def test_a_clients_request_id_is_not_adopted_unless_a_proxy_sets_it(client, settings):
+    """Otherwise anyone could file lines under the id of another request (here, a 32-hex one)."""
+    taken = client.get("/healthz")["X-Request-ID"]
+    assert client.get("/healthz", HTTP_X_REQUEST_ID=taken)["X-Request-ID"] != taken
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="lb-1234.abc")["X-Request-ID"] != "lb-1234.abc"
+
+    settings.REQUEST_ID_FROM_PROXY = True
     assert client.get("/healthz", HTTP_X_REQUEST_ID="lb-1234.abc")["X-Request-ID"] == "lb-1234.abc"
-    assert client.get("/healthz", HTTP_X_REQUEST_ID="bad id\n<x>")["X-Request-ID"] != "bad id\n<x>"
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="a" * 64)["X-Request-ID"] == "a" * 64
+
+
+@pytest.mark.parametrize("forged", ["bad id\n<x>", 'id"}, {"level": "CRITICAL', "a" * 65, "", "id\x1b[2J"])
+def test_a_malformed_request_id_is_never_logged_even_from_a_proxy(client, settings, caplog, forged):
+    settings.REQUEST_ID_FROM_PROXY = True
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        response = client.get("/profiles/cust-1", HTTP_X_REQUEST_ID=forged)  # refused: Django logs a line
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    ContextFilter().filter(record)
+    assert re.fullmatch("[0-9a-f]{32}", record.request_id)
+    assert response["X-Request-ID"] == record.request_id
 
 
 def test_djangos_own_line_about_a_refused_request_carries_its_id(client, caplog):
