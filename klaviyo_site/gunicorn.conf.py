@@ -15,6 +15,7 @@ import re
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 
 from gunicorn.glogging import Logger
 
@@ -82,24 +83,26 @@ class AccessLogger(Logger):
     environment variable first, which cost more CPU than the rest of serving a request.
 
     Every field a client chooses is escaped (``_escaped``): the path arrives percent-decoded,
-    so ``/x%0A{...}`` would otherwise write a line of the attacker's making. With
+    so ``/x%0A{...}`` would otherwise write a line of the attacker's making. E-mail addresses
+    in the path are masked as in the application's lines (``j***@example.com``). With
     ``LOG_FORMAT=json`` (Django's setting, read once per worker) the line is one JSON object
     like the application's own lines, with the same escaped values.
     """
 
-    _json: bool | None = None
+    _json: bool | None = None  # these two are set on the first request, in the worker
+    _mask: Callable[[str], str] = str
 
     def access(self, resp, req, environ, request_time):
         if not self.access_log_enabled:
             return
         if self._json is None:
-            self._json = _log_format() == "json"
+            self._json, self._mask = _app_logging()
         status = str(resp.status).split(None, 1)[0]
         sent = getattr(resp, "sent", None)
         milliseconds = request_time.seconds * 1000 + request_time.microseconds // 1000
         address = _escaped(environ.get("REMOTE_ADDR", "-"))
         method = _escaped(environ.get("REQUEST_METHOD", "-"))
-        path = _escaped(environ.get("PATH_INFO", "-"))
+        path = _escaped(self._mask(environ.get("PATH_INFO", "-")))
         protocol = _escaped(environ.get("SERVER_PROTOCOL", "-"))
         request = f"{method} {path} {protocol}"
         agent = _escaped(environ.get("HTTP_USER_AGENT", "-"))
@@ -133,11 +136,14 @@ class AccessLogger(Logger):
         self.access_log.info("%s", json.dumps(line))
 
 
-def _log_format() -> str:
-    # Django's settings also read .env; the application is loaded by the time a request is logged.
+def _app_logging() -> tuple[bool, Callable[[str], str]]:
+    """Whether the application logs JSON (Django's LOG_FORMAT, which also reads .env), and its
+    e-mail masking for paths such as /profiles/<e-mail>. The application is loaded by now."""
     from django.conf import settings
 
-    return str(getattr(settings, "LOG_FORMAT", "plain"))
+    from oauth_integration.logs import mask_emails
+
+    return getattr(settings, "LOG_FORMAT", "plain") == "json", mask_emails
 
 
 logger_class = AccessLogger

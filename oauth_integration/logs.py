@@ -13,6 +13,9 @@
 * ``PlainFormatter`` writes the plain format with control characters in the line written as
   escapes (``\\n``, ``\\x1b``): a message quoting what a client or Klaviyo sent cannot add a
   line of its own or send terminal escapes. A traceback still follows on lines of its own.
+* Both formatters mask e-mail addresses (``mask_emails``: ``jane.doe@example.com`` is
+  written ``j***@example.com``), in messages and in the customer identifier: customers
+  identified by e-mail would otherwise have their address in every line about them.
 
 Log messages never carry tokens, verifiers, secrets or keys (see ``exceptions.py``).
 """
@@ -72,18 +75,29 @@ def _escape_control(found: re.Match[str]) -> str:
     return found.group().encode("unicode_escape").decode("ascii")
 
 
+# An e-mail address as customer identifiers and Klaviyo's messages write them: the local part
+# is kept to its first character, the domain is kept.
+_EMAIL = re.compile(r"(?<![\w.+\-~])([\w.+\-~])[\w.+\-~]*@(\w[\w\-]*(?:\.[\w\-]+)+)")
+
+
+def mask_emails(text: str) -> str:
+    """``text`` with every e-mail address masked: ``jane.doe@example.com`` -> ``j***@example.com``."""
+    return _EMAIL.sub(r"\1***@\2", text) if "@" in text else text
+
+
 class PlainFormatter(logging.Formatter):
     """``logging.Formatter`` whose line (time, level, logger, request id, message) holds no
-    control character: each is written as its Python escape, ``\\n`` or ``\\x1b``."""
+    control character: each is written as its Python escape, ``\\n`` or ``\\x1b``, and no
+    e-mail address (``mask_emails``)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        line = super().formatMessage(record)
+        line = mask_emails(super().formatMessage(record))
         return _CONTROL.sub(_escape_control, line) if _CONTROL.search(line) else line
 
 
 class JsonFormatter(_BaseJsonFormatter):
     """One JSON object per line: time, level, logger, message, request_id, customer_identifier
-    (and status_code, exc_info when present).
+    (and status_code, exc_info when present), e-mail addresses masked (``mask_emails``).
 
     Only these fields are written. Other ``extra`` attributes are dropped: Django's request
     logger attaches the request itself, whose text includes the query string (an
@@ -101,3 +115,6 @@ class JsonFormatter(_BaseJsonFormatter):
         super().add_fields(log_record, record, message_dict)
         for key in [key for key in log_record if key not in self.FIELDS]:
             del log_record[key]
+        for key in ("message", "customer_identifier"):
+            if isinstance(log_record.get(key), str):
+                log_record[key] = mask_emails(log_record[key])

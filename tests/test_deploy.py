@@ -221,8 +221,10 @@ def test_gunicorn_access_lines_escape_what_the_client_sent(tmp_path, log_format)
         assert get(port, FORGED_LINE, secure)[0] == 404
         assert get(port, "/y%1B%5B2J%1B%5B31mRED%5C", secure)[0] == 404  # clear screen, red; a backslash
         assert get(port, "/z", {**secure, "User-Agent": 'Mozilla" 200 5 1ms "evil'})[0] == 404
+        assert get(port, "/profiles/jane.doe@example.com", secure)[0] == 401  # Django logs it too
         time.sleep(0.2)  # the access log line is written after the response
     lines = access.read_text().splitlines()
+    assert "jane.doe" not in access.read_text() + errors.read_text()
 
     for line in lines + errors.read_text().splitlines():
         assert not CONTROL.search(line), line
@@ -242,6 +244,7 @@ def test_gunicorn_access_lines_escape_what_the_client_sent(tmp_path, log_format)
     ]
     assert ("GET", r"/y\x1b[2J\x1b[31mRED\x5c", 404) in [request[:3] for request in requests]
     assert ("GET", "/z", 404, r"Mozilla\x22 200 5 1ms \x22evil") in requests
+    assert ("GET", "/profiles/j***@example.com", 401) in [request[:3] for request in requests]
 
 
 def test_gunicorn_refuses_malformed_requests_with_4xx(gunicorn):

@@ -158,3 +158,27 @@ def test_plain_log_lines_write_control_characters_as_escapes():
     assert "WARNING oauth_integration.services.connect [] Klaviyo said: boom\\n2026-12-07 00:00:00,000 CRITICAL" in line
     assert "\n" not in line and "\x1b" not in line
     assert r"[x] Customer acme\x1b[2J" in line
+
+
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+def test_log_lines_mask_e_mail_addresses(log_format):
+    record = logging.LogRecord(  # as services/connect.py logs a connection
+        "oauth_integration.services.connect",
+        logging.INFO,
+        __file__,
+        1,
+        "Customer %s connected %s",
+        ("jane.doe@example.com", "Acme (ops+klaviyo@acme.example.org)"),
+        None,
+    )
+    record.customer_identifier = "jane.doe@example.com"
+    ContextFilter().filter(record)
+
+    line = configured_formatter(log_format).format(record)
+
+    assert "jane.doe" not in line and "ops+klaviyo" not in line
+    if log_format == "json":
+        line = json.loads(line)
+        assert line["customer_identifier"] == "j***@example.com"
+        line = line["message"]
+    assert line.endswith("Customer j***@example.com connected Acme (o***@acme.example.org)")
