@@ -13,6 +13,7 @@ import json
 import os
 import re
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -159,14 +160,38 @@ control_socket_disable = True
 
 # Prometheus metrics add up across the workers through files in one directory: set before
 # the workers start (they inherit it), its metric files removed when gunicorn starts and
-# stops, a dead worker's live gauges dropped. PROMETHEUS_MULTIPROC_DIR may name it; by default one per gunicorn master.
+# stops, a dead worker's live gauges dropped. PROMETHEUS_MULTIPROC_DIR may name it; by default
+# on_starting makes a new one per gunicorn master (tempfile.mkdtemp: a fresh name, mode 0700),
+# never one that someone else may have made beforehand under a name they could predict.
 _named_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
-metrics_dir = _named_metrics_dir or os.path.join(tempfile.gettempdir(), f"klaviyo-metrics-{os.getpid()}")
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+metrics_dir = _named_metrics_dir
+
+
+def _check_named_metrics_dir(path: str) -> None:
+    """Make ``path`` (mode 0700) if it does not exist; refuse one another user owns or may write
+    to: they could plant symlinks named like the workers' files, which prometheus_client
+    would then write through."""
+    if not os.path.exists(path):
+        os.makedirs(path, mode=0o700)
+    found = os.stat(path)
+    if not stat.S_ISDIR(found.st_mode):
+        raise RuntimeError(f"PROMETHEUS_MULTIPROC_DIR {path} is not a directory")
+    if found.st_uid != os.geteuid():
+        raise RuntimeError(
+            f"PROMETHEUS_MULTIPROC_DIR {path} belongs to uid {found.st_uid}, not to this user "
+            f"(uid {os.geteuid()}): use a directory of this user's, writable only by it"
+        )
+    if found.st_mode & 0o022:
+        raise RuntimeError(
+            f"PROMETHEUS_MULTIPROC_DIR {path} may be written by other users "
+            f"(mode {stat.S_IMODE(found.st_mode):04o}): chmod go-w it, or use another directory"
+        )
 
 
 def _clear_metrics() -> None:
     # Only prometheus_client's own files: the directory may be one the operator named.
+    if not metrics_dir:  # on_starting stopped before making it
+        return
     for path in glob.glob(os.path.join(metrics_dir, "*.db")):
         os.remove(path)
 
@@ -190,9 +215,14 @@ def _refuse_taken_addresses(addresses) -> None:
 
 
 def on_starting(server):
+    global metrics_dir
     if server.cfg.reuse_port:
         _refuse_taken_addresses(server.cfg.address)
-    os.makedirs(metrics_dir, mode=0o700, exist_ok=True)
+    if _named_metrics_dir:
+        _check_named_metrics_dir(_named_metrics_dir)
+    else:
+        metrics_dir = tempfile.mkdtemp(prefix="klaviyo-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     _clear_metrics()
 
 

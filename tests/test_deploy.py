@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -103,14 +104,16 @@ def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[in
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str], log: Path, *args: str, errors: Path | None = None):
+def serving(env: dict[str, str], log: Path, *args: str, errors: Path | None = None, before: tuple[str, ...] = ()):
     """gunicorn as ``make serve`` runs it (its config file), with ``args``, on a free loopback port;
-    its stderr goes to ``errors`` when given, else into ``log`` with its stdout (the access log)."""
+    its stderr goes to ``errors`` when given, else into ``log`` with its stdout (the access log).
+    ``before``: a command that ends by running its arguments (gunicorn's command line)."""
     port = free_port()
     with log.open("w") as output, contextlib.ExitStack() as stack:
         error_output = stack.enter_context(errors.open("w")) if errors else subprocess.STDOUT
         process = subprocess.Popen(
             [
+                *before,
                 *(sys.executable, "-m", "gunicorn", "klaviyo_site.wsgi", "--config", "klaviyo_site/gunicorn.conf.py"),
                 *args,
                 *("--bind", f"127.0.0.1:{port}"),
@@ -315,6 +318,65 @@ def test_gunicorn_leaves_no_metrics_directory_of_its_own_behind(tmp_path):
         assert get(port, "/healthz")[0] == 200
         assert [path.name.startswith("klaviyo-metrics-") for path in scratch.iterdir()] == [True]
     assert list(scratch.iterdir()) == []
+
+
+def test_gunicorn_makes_a_new_metrics_directory_not_one_made_beforehand_under_its_pid(tmp_path):
+    """Another local user who guesses the master's pid could make that directory first (world-
+    writable, with symlinks named like the workers' files); it is left alone."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = production_env(tmp_path, TMPDIR=str(scratch))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    # The shell makes the directory under its own pid, then becomes gunicorn's master (exec).
+    plant = 'mkdir -m 0777 "$TMPDIR/klaviyo-metrics-$$" && exec "$@"'
+    with serving(env, tmp_path / "gunicorn.log", "--workers", "1", before=("sh", "-c", plant, "sh")) as port:
+        assert get(port, "/healthz")[0] == 200
+        (planted,) = [path for path in scratch.iterdir() if stat.S_IMODE(path.stat().st_mode) == 0o777]
+        made = [path for path in scratch.iterdir() if path != planted]
+        assert [(path.name.startswith("klaviyo-metrics-"), stat.S_IMODE(path.stat().st_mode)) for path in made] == [
+            (True, 0o700)
+        ]
+    assert list(scratch.iterdir()) == [planted]  # its own removed; the other user's left alone
+
+
+@pytest.mark.parametrize(
+    "owner_and_mode",
+    [
+        pytest.param((None, 0o777), id="world-writable"),
+        pytest.param((None, 0o770), id="group-writable"),
+        pytest.param(
+            (65534, 0o700),
+            id="another-users",
+            marks=pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a directory away"),
+        ),
+    ],
+)
+def test_gunicorn_refuses_a_named_metrics_directory_others_could_write_to(tmp_path, owner_and_mode):
+    owner, mode = owner_and_mode
+    named = tmp_path / "metrics"
+    named.mkdir()
+    named.chmod(mode)
+    if owner is not None:
+        os.chown(named, owner, owner)
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "gunicorn", "klaviyo_site.wsgi", "--config", "klaviyo_site/gunicorn.conf.py"),
+            *("--bind", f"127.0.0.1:{free_port()}"),
+        ],
+        cwd=BASE_DIR,
+        env=production_env(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(named)),
+        capture_output=True,
+        text=True,
+        timeout=30,  # it stops at once; a server that starts runs until this
+    )
+
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    if owner is None:
+        assert f"PROMETHEUS_MULTIPROC_DIR {named} may be written by other users (mode {mode:04o})" in output
+    else:
+        assert f"PROMETHEUS_MULTIPROC_DIR {named} belongs to uid {owner}, not to this user" in output
+    assert "Booting worker" not in output
 
 
 def test_a_second_gunicorn_on_a_taken_port_stops_with_a_clear_message(gunicorn, tmp_path):
