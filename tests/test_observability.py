@@ -44,6 +44,34 @@ def test_metrics_is_a_404_without_a_configured_token_or_the_right_bearer(client,
     assert scrape(client).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        f"Basic {METRICS_TOKEN}",
+        f"Token {METRICS_TOKEN}",
+        METRICS_TOKEN,
+        f"Bearer x{METRICS_TOKEN}",  # ends with the token
+        f"xBearer {METRICS_TOKEN}",
+        f"Bearer {METRICS_TOKEN}x",
+        f"Bearer  {METRICS_TOKEN}",
+        f"bearer {METRICS_TOKEN}",  # the scheme is matched exactly, as Prometheus sends it
+        f"BEARER {METRICS_TOKEN}",
+        "Bearer ",
+        "",
+    ],
+)
+def test_metrics_needs_exactly_bearer_and_the_token(client, settings, authorization):
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    assert client.get("/metrics", HTTP_AUTHORIZATION=authorization).status_code == 404
+    assert scrape(client).status_code == 200
+
+
+@pytest.mark.parametrize("authorization", ["Bearer ", "Bearer", "", "Basic Og=="])
+def test_metrics_do_not_exist_without_a_configured_token_whatever_the_header(client, settings, authorization):
+    settings.METRICS_TOKEN = ""
+    assert client.get("/metrics", HTTP_AUTHORIZATION=authorization).status_code == 404
+
+
 def test_metrics_count_calls_refreshes_throttling_and_connections(client, settings, mocked_responses, make_connection):
     settings.METRICS_TOKEN = METRICS_TOKEN
     make_connection("cust-1", expires_at=timezone.now() - timedelta(seconds=1))
