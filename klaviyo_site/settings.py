@@ -301,12 +301,18 @@ LOG_FORMAT = _env("LOG_FORMAT", default="plain").lower()
 if LOG_FORMAT not in ("plain", "json"):
     SETTINGS_ERRORS.append("LOG_FORMAT must be plain or json")
     LOG_FORMAT = "plain"
+# A proxy in front sets X-Request-ID on every request, replacing any the client sent: log
+# lines then carry its id. Off: each request gets a random id and the header is ignored.
+REQUEST_ID_FROM_PROXY = _env("REQUEST_ID_FROM_PROXY", "bool", default=False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"context": {"()": "oauth_integration.logs.ContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "plain": {
+            "()": "oauth_integration.logs.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
         "json": {"()": "oauth_integration.logs.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},

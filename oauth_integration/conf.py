@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "KLAVIYO_EVENT_RETENTION_DAYS": 365,
     "TOKEN_ENCRYPTION_KEY": "",
     "TOKEN_ENCRYPTION_KEY_FALLBACKS": (),
+    "REQUEST_ID_FROM_PROXY": False,
 }
 
 # Numeric settings: (type, smallest, largest allowed value or None). The checks report anything else.
@@ -216,6 +217,12 @@ class _Conf:
     def metrics_token(self) -> str:
         """Bearer token that unlocks GET /metrics; empty: /metrics does not exist (404)."""
         return str(setting("METRICS_TOKEN"))
+
+    @property
+    def request_id_from_proxy(self) -> bool:
+        """A proxy in front sets ``X-Request-ID`` on every request (replacing the client's):
+        only then is the header's id adopted for the log lines."""
+        return bool(setting("REQUEST_ID_FROM_PROXY"))
 
     @property
     def debug(self) -> bool:

@@ -8,9 +8,12 @@ the ``settings`` fixture. Only loopback is used.
 import contextlib
 import gzip
 import http.client
+import json
 import os
+import re
 import secrets
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -102,12 +105,16 @@ def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[in
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str], log: Path, *args: str):
-    """gunicorn as ``make serve`` runs it (its config file), with ``args``, on a free loopback port."""
+def serving(env: dict[str, str], log: Path, *args: str, errors: Path | None = None, before: tuple[str, ...] = ()):
+    """gunicorn as ``make serve`` runs it (its config file), with ``args``, on a free loopback port;
+    its stderr goes to ``errors`` when given, else into ``log`` with its stdout (the access log).
+    ``before``: a command that ends by running its arguments (gunicorn's command line)."""
     port = free_port()
-    with log.open("w") as output:
+    with log.open("w") as output, contextlib.ExitStack() as stack:
+        error_output = stack.enter_context(errors.open("w")) if errors else subprocess.STDOUT
         process = subprocess.Popen(
             [
+                *before,
                 *(sys.executable, "-m", "gunicorn", "klaviyo_site.wsgi", "--config", "klaviyo_site/gunicorn.conf.py"),
                 *args,
                 *("--bind", f"127.0.0.1:{port}"),
@@ -115,7 +122,7 @@ def serving(env: dict[str, str], log: Path, *args: str):
             cwd=BASE_DIR,
             env=env,
             stdout=output,
-            stderr=subprocess.STDOUT,
+            stderr=error_output,
         )
         try:
             deadline = time.monotonic() + 30
@@ -199,6 +206,51 @@ def test_gunicorn_keeps_authorization_codes_out_of_the_access_log(gunicorn):
     assert code not in text
 
 
+# A request whose path, once percent-decoded, holds a line of JSON claiming to be the app's.
+FORGED_LINE = (
+    "/x%0A%7B%22level%22%3A%22CRITICAL%22%2C%22logger%22%3A%22oauth_integration.services.connect%22%2C"
+    "%22message%22%3A%22Customer%20acme%20connected%20Klaviyo%20account%20ATTACKER%22%7D%0A"
+)
+ESCAPED = r'(?:[^"\\\x00-\x1f\x7f-\uffff]|\\x[0-9a-f]{2}|\\u[0-9a-f]{4})*'  # printable, or \xNN
+ACCESS_LINE = re.compile(rf'\S+ \[[^\]]+\] "[A-Z]+ {ESCAPED} HTTP/1\.[01]" \d{{3}} (?:\d+|-) \d+ms "{ESCAPED}"')
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+def test_gunicorn_access_lines_escape_what_the_client_sent(tmp_path, log_format):
+    env = production_env(tmp_path, LOG_FORMAT=log_format)
+    access, errors = tmp_path / "access.log", tmp_path / "errors.log"
+    secure = {"X-Forwarded-Proto": "https"}
+    with serving(env, access, "--workers", "1", errors=errors) as port:
+        assert get(port, FORGED_LINE, secure)[0] == 404
+        assert get(port, "/y%1B%5B2J%1B%5B31mRED%5C", secure)[0] == 404  # clear screen, red; a backslash
+        assert get(port, "/z", {**secure, "User-Agent": 'Mozilla" 200 5 1ms "evil'})[0] == 404
+        assert get(port, "/profiles/jane.doe@example.com", secure)[0] == 401  # Django logs it too
+        time.sleep(0.2)  # the access log line is written after the response
+    lines = access.read_text().splitlines()
+    assert "jane.doe" not in access.read_text() + errors.read_text()
+
+    for line in lines + errors.read_text().splitlines():
+        assert not CONTROL.search(line), line
+        with contextlib.suppress(ValueError):
+            assert json.loads(line).get("logger") != "oauth_integration.services.connect", line
+    if log_format == "json":
+        entries = [json.loads(line) for line in lines]
+        assert {entry["logger"] for entry in entries} == {"gunicorn.access"}
+        requests = [(entry["method"], entry["path"], entry["status"], entry["user_agent"]) for entry in entries]
+    else:
+        assert [line for line in lines if not ACCESS_LINE.fullmatch(line)] == []
+        requests = [re.search(r'"(\S+) (.*) HTTP/1\.1" (\d+) .* "(.*)"$', line).groups() for line in lines]
+        requests = [(method, path, int(status), agent) for method, path, status, agent in requests]
+    forged = r"/x\x0a{\x22level\x22:\x22CRITICAL\x22,\x22logger\x22:\x22oauth_integration.services.connect\x22,"
+    assert [path for _, path, _, _ in requests if path.startswith("/x")] == [
+        forged + r"\x22message\x22:\x22Customer acme connected Klaviyo account ATTACKER\x22}\x0a"
+    ]
+    assert ("GET", r"/y\x1b[2J\x1b[31mRED\x5c", 404) in [request[:3] for request in requests]
+    assert ("GET", "/z", 404, r"Mozilla\x22 200 5 1ms \x22evil") in requests
+    assert ("GET", "/profiles/j***@example.com", 401) in [request[:3] for request in requests]
+
+
 def test_gunicorn_refuses_malformed_requests_with_4xx(gunicorn):
     port, _ = gunicorn
     secure = {"X-Forwarded-Proto": "https"}
@@ -270,6 +322,65 @@ def test_gunicorn_leaves_no_metrics_directory_of_its_own_behind(tmp_path):
         assert get(port, "/healthz")[0] == 200
         assert [path.name.startswith("klaviyo-metrics-") for path in scratch.iterdir()] == [True]
     assert list(scratch.iterdir()) == []
+
+
+def test_gunicorn_makes_a_new_metrics_directory_not_one_made_beforehand_under_its_pid(tmp_path):
+    """Another local user who guesses the master's pid could make that directory first (world-
+    writable, with symlinks named like the workers' files); it is left alone."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = production_env(tmp_path, TMPDIR=str(scratch))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    # The shell makes the directory under its own pid, then becomes gunicorn's master (exec).
+    plant = 'mkdir -m 0777 "$TMPDIR/klaviyo-metrics-$$" && exec "$@"'
+    with serving(env, tmp_path / "gunicorn.log", "--workers", "1", before=("sh", "-c", plant, "sh")) as port:
+        assert get(port, "/healthz")[0] == 200
+        (planted,) = [path for path in scratch.iterdir() if stat.S_IMODE(path.stat().st_mode) == 0o777]
+        made = [path for path in scratch.iterdir() if path != planted]
+        assert [(path.name.startswith("klaviyo-metrics-"), stat.S_IMODE(path.stat().st_mode)) for path in made] == [
+            (True, 0o700)
+        ]
+    assert list(scratch.iterdir()) == [planted]  # its own removed; the other user's left alone
+
+
+@pytest.mark.parametrize(
+    "owner_and_mode",
+    [
+        pytest.param((None, 0o777), id="world-writable"),
+        pytest.param((None, 0o770), id="group-writable"),
+        pytest.param(
+            (65534, 0o700),
+            id="another-users",
+            marks=pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a directory away"),
+        ),
+    ],
+)
+def test_gunicorn_refuses_a_named_metrics_directory_others_could_write_to(tmp_path, owner_and_mode):
+    owner, mode = owner_and_mode
+    named = tmp_path / "metrics"
+    named.mkdir()
+    named.chmod(mode)
+    if owner is not None:
+        os.chown(named, owner, owner)
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "gunicorn", "klaviyo_site.wsgi", "--config", "klaviyo_site/gunicorn.conf.py"),
+            *("--bind", f"127.0.0.1:{free_port()}"),
+        ],
+        cwd=BASE_DIR,
+        env=production_env(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(named)),
+        capture_output=True,
+        text=True,
+        timeout=30,  # it stops at once; a server that starts runs until this
+    )
+
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    if owner is None:
+        assert f"PROMETHEUS_MULTIPROC_DIR {named} may be written by other users (mode {mode:04o})" in output
+    else:
+        assert f"PROMETHEUS_MULTIPROC_DIR {named} belongs to uid {owner}, not to this user" in output
+    assert "Booting worker" not in output
 
 
 def test_a_second_gunicorn_on_a_taken_port_stops_with_a_clear_message(gunicorn, tmp_path):

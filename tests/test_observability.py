@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 from datetime import timedelta
 
 import pytest
@@ -41,6 +42,34 @@ def test_metrics_is_a_404_without_a_configured_token_or_the_right_bearer(client,
     assert client.get("/metrics").status_code == 404
     assert scrape(client, token="wrong").status_code == 404
     assert scrape(client).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        f"Basic {METRICS_TOKEN}",
+        f"Token {METRICS_TOKEN}",
+        METRICS_TOKEN,
+        f"Bearer x{METRICS_TOKEN}",  # ends with the token
+        f"xBearer {METRICS_TOKEN}",
+        f"Bearer {METRICS_TOKEN}x",
+        f"Bearer  {METRICS_TOKEN}",
+        f"bearer {METRICS_TOKEN}",  # the scheme is matched exactly, as Prometheus sends it
+        f"BEARER {METRICS_TOKEN}",
+        "Bearer ",
+        "",
+    ],
+)
+def test_metrics_needs_exactly_bearer_and_the_token(client, settings, authorization):
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    assert client.get("/metrics", HTTP_AUTHORIZATION=authorization).status_code == 404
+    assert scrape(client).status_code == 200
+
+
+@pytest.mark.parametrize("authorization", ["Bearer ", "Bearer", "", "Basic Og=="])
+def test_metrics_do_not_exist_without_a_configured_token_whatever_the_header(client, settings, authorization):
+    settings.METRICS_TOKEN = ""
+    assert client.get("/metrics", HTTP_AUTHORIZATION=authorization).status_code == 404
 
 
 def test_metrics_count_calls_refreshes_throttling_and_connections(client, settings, mocked_responses, make_connection):
@@ -84,9 +113,29 @@ def test_metrics_count_calls_refreshes_throttling_and_connections(client, settin
 
 def test_each_request_gets_an_id_echoed_in_its_response(client):
     first, second = client.get("/healthz"), client.get("/healthz")
-    assert len(first["X-Request-ID"]) == 32 and first["X-Request-ID"] != second["X-Request-ID"]
+    assert re.fullmatch("[0-9a-f]{32}", first["X-Request-ID"]) and first["X-Request-ID"] != second["X-Request-ID"]
+
+
+def test_a_clients_request_id_is_not_adopted_unless_a_proxy_sets_it(client, settings):
+    """Otherwise anyone could file lines under the id of another request (here, a 32-hex one)."""
+    taken = client.get("/healthz")["X-Request-ID"]
+    assert client.get("/healthz", HTTP_X_REQUEST_ID=taken)["X-Request-ID"] != taken
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="lb-1234.abc")["X-Request-ID"] != "lb-1234.abc"
+
+    settings.REQUEST_ID_FROM_PROXY = True
     assert client.get("/healthz", HTTP_X_REQUEST_ID="lb-1234.abc")["X-Request-ID"] == "lb-1234.abc"
-    assert client.get("/healthz", HTTP_X_REQUEST_ID="bad id\n<x>")["X-Request-ID"] != "bad id\n<x>"
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="a" * 64)["X-Request-ID"] == "a" * 64
+
+
+@pytest.mark.parametrize("forged", ["bad id\n<x>", 'id"}, {"level": "CRITICAL', "a" * 65, "", "id\x1b[2J"])
+def test_a_malformed_request_id_is_never_logged_even_from_a_proxy(client, settings, caplog, forged):
+    settings.REQUEST_ID_FROM_PROXY = True
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        response = client.get("/profiles/cust-1", HTTP_X_REQUEST_ID=forged)  # refused: Django logs a line
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    ContextFilter().filter(record)
+    assert re.fullmatch("[0-9a-f]{32}", record.request_id)
+    assert response["X-Request-ID"] == record.request_id
 
 
 def test_djangos_own_line_about_a_refused_request_carries_its_id(client, caplog):
@@ -114,3 +163,50 @@ def test_json_log_lines_carry_time_level_logger_message_request_and_customer_onl
     )
     assert line["customer_identifier"] == "c-9"
     assert "SECRET-CODE" not in json.dumps(line)
+
+
+def configured_formatter(name):
+    """The formatter ``name`` exactly as settings.LOGGING makes it."""
+    from logging.config import DictConfigurator
+
+    from django.conf import settings
+
+    return DictConfigurator(settings.LOGGING).configure_formatter(dict(settings.LOGGING["formatters"][name]))
+
+
+def test_plain_log_lines_write_control_characters_as_escapes():
+    forged = "boom\n2026-12-07 00:00:00,000 CRITICAL oauth_integration.services.connect [x] Customer acme\x1b[2J"
+    record = logging.LogRecord(
+        "oauth_integration.services.connect", logging.WARNING, __file__, 1, "Klaviyo said: %s", (forged,), None
+    )
+    ContextFilter().filter(record)
+
+    line = configured_formatter("plain").format(record)
+
+    assert "WARNING oauth_integration.services.connect [] Klaviyo said: boom\\n2026-12-07 00:00:00,000 CRITICAL" in line
+    assert "\n" not in line and "\x1b" not in line
+    assert r"[x] Customer acme\x1b[2J" in line
+
+
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+def test_log_lines_mask_e_mail_addresses(log_format):
+    record = logging.LogRecord(  # as services/connect.py logs a connection
+        "oauth_integration.services.connect",
+        logging.INFO,
+        __file__,
+        1,
+        "Customer %s connected %s",
+        ("jane.doe@example.com", "Acme (ops+klaviyo@acme.example.org)"),
+        None,
+    )
+    record.customer_identifier = "jane.doe@example.com"
+    ContextFilter().filter(record)
+
+    line = configured_formatter(log_format).format(record)
+
+    assert "jane.doe" not in line and "ops+klaviyo" not in line
+    if log_format == "json":
+        line = json.loads(line)
+        assert line["customer_identifier"] == "j***@example.com"
+        line = line["message"]
+    assert line.endswith("Customer j***@example.com connected Acme (o***@acme.example.org)")
