@@ -301,9 +301,6 @@ LOG_FORMAT = _env("LOG_FORMAT", default="plain").lower()
 if LOG_FORMAT not in ("plain", "json"):
     SETTINGS_ERRORS.append("LOG_FORMAT must be plain or json")
     LOG_FORMAT = "plain"
-# A proxy in front sets X-Request-ID on every request, replacing any the client sent: log
-# lines then carry its id. Off: each request gets a random id and the header is ignored.
-REQUEST_ID_FROM_PROXY = _env("REQUEST_ID_FROM_PROXY", "bool", default=False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
