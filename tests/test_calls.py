@@ -5,6 +5,7 @@ replays urllib3's status retries); transport faults come from a real loopback se
 """
 
 import json
+import socket
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from responses import matchers
 from oauth_integration import services
 from oauth_integration.exceptions import (
     KlaviyoAPIError,
+    KlaviyoPathRefused,
     KlaviyoThrottled,
     KlaviyoUnavailable,
     KlaviyoWriteUncertain,
@@ -305,3 +307,37 @@ def test_a_write_that_timed_out_says_it_may_or_may_not_have_been_applied(mocked_
         call("POST", json=BODY)
     [(_, detail)] = history()
     assert detail.count("POST /api/lists") == 1 and "no answer from Klaviyo (ReadTimeout)" in detail
+
+
+# --- a path that would leave Klaviyo -------------------------------------------------------
+
+
+@pytest.fixture
+def listener():
+    """A real socket on loopback that nothing should ever connect to."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        sock.settimeout(0.3)
+        yield sock
+
+
+@pytest.mark.parametrize("shape", ["@{host}/api/profiles", ":x@{host}/api/lists"])
+def test_a_path_naming_another_host_is_refused_and_that_host_hears_nothing(settings, connected, listener, shape):
+    settings.KLAVIYO_BASE_URL = "http://127.0.0.1:9"  # what stands for Klaviyo: nothing listens there
+    settings.KLAVIYO_HTTP_TIMEOUT = 0.5
+    settings.KLAVIYO_MAX_RETRIES = 0
+    other = f"127.0.0.1:{listener.getsockname()[1]}"
+    with pytest.raises(KlaviyoPathRefused, match="an API path starts with /api/"):
+        call("GET", shape.format(host=other))
+    with pytest.raises(TimeoutError):
+        listener.accept()  # no connection was ever opened to it
+    assert history() == []  # a programming error is not a failure of the customer's connection
+
+
+def test_a_refused_path_is_refused_before_the_token_is_read_or_refreshed(mocked_responses, make_connection):
+    make_connection("cust-1", expires_at=timezone.now() - timedelta(minutes=1))
+    with pytest.raises(KlaviyoPathRefused):
+        services.call_klaviyo(customer_identifier="cust-1", path="@attacker.example/api/profiles")
+    with pytest.raises(KlaviyoPathRefused):
+        next(services.iter_klaviyo(customer_identifier="cust-1", path=".attacker.example/api/lists"))
+    assert len(mocked_responses.calls) == 0  # no refresh either
+    assert history() == []

@@ -11,6 +11,7 @@ from responses import matchers
 from oauth_integration.exceptions import (
     InvalidGrant,
     KlaviyoAPIError,
+    KlaviyoPathRefused,
     KlaviyoThrottled,
     KlaviyoUnauthorized,
     KlaviyoUnavailable,
@@ -21,10 +22,12 @@ from oauth_integration.klaviyo import (
     KlaviyoRetry,
     KlaviyoSession,
     build_retry,
+    oauth_session,
     page_cursor,
+    send,
     shared_session,
 )
-from oauth_integration.klaviyo.transport import prepare
+from oauth_integration.klaviyo.transport import check_origin, prepare
 from tests.conftest import PROFILES_URL, REVOKE_URL, TOKEN_URL, profiles_body, token_body
 
 BASIC = "Basic " + base64.b64encode(b"client-id:client-secret").decode()
@@ -309,12 +312,110 @@ def test_a_netrc_entry_for_the_host_cannot_replace_the_bearer_token(mocked_respo
     client.get("/api/profiles", access_token="at-1")
 
 
-def test_cookies_from_one_call_never_ride_along_on_the_next(mocked_responses):
+@pytest.mark.parametrize("session", [None, requests.Session], ids=["pooled-sessions", "a-plain-requests-session"])
+def test_cookies_from_one_call_never_ride_along_on_the_next(mocked_responses, session):
+    """Token, revoke and API requests all go out without a cookie jar, whatever the session."""
+    session = session and session()
+    own = KlaviyoClient(session=session)
+    set_cookie = {"Set-Cookie": "visitor=cust-a; Path=/"}
+    mocked_responses.post(TOKEN_URL, json=token_body(access="at-a"), headers=set_cookie)
+    mocked_responses.post(TOKEN_URL, json=token_body(access="at-b"), headers=set_cookie)
+    mocked_responses.post(REVOKE_URL, json={}, headers=set_cookie)
+    mocked_responses.get(PROFILES_URL, json={}, headers=set_cookie)
+    mocked_responses.get(PROFILES_URL, json={})
+    own.refresh(refresh_token="rt-a")
+    own.refresh(refresh_token="rt-b")
+    own.revoke(refresh_token="rt-b")
+    own.get("/api/profiles", access_token="at-a")
+    own.get("/api/profiles", access_token="at-b")
+    assert [call.request.headers.get("Cookie") for call in mocked_responses.calls] == [None] * 5
+    if session is not None:
+        assert not session.cookies  # none kept either
+
+
+@pytest.mark.parametrize("pooled", [shared_session, oauth_session])
+def test_the_pooled_sessions_keep_no_cookie_even_when_used_directly(mocked_responses, pooled):
     mocked_responses.get(PROFILES_URL, json={}, headers={"Set-Cookie": "visitor=cust-a; Path=/"})
     mocked_responses.get(PROFILES_URL, json={})
-    client.get("/api/profiles", access_token="at-a")
-    client.get("/api/profiles", access_token="at-b")
+    pooled().get(PROFILES_URL, timeout=5)
+    pooled().get(PROFILES_URL, timeout=5)
     assert "Cookie" not in mocked_responses.calls[1].request.headers
+    assert not pooled().cookies
+
+
+# --- one way out: a path can never take a request (or its token) off Klaviyo's host -------
+
+LEAVING_PATHS = [
+    "@attacker.example/api/profiles",
+    ":x@attacker.example/api/lists",
+    ":443@attacker.example/api/lists",
+    ".attacker.example/api/profiles",
+    "api/profiles",
+    "//attacker.example/api/profiles",
+    "https://attacker.example/api/profiles",
+    "/\\attacker.example/api/profiles",
+    "/api\\..\\oauth/token",
+    "/api/../oauth/token",
+    "/api/%2e%2E/oauth/token",
+    "/api/./profiles",
+    "/api//profiles",
+    "/api/profiles#@attacker.example",
+    "/api/profiles\r\nHost: attacker.example",
+    "/api/profiles\x00",
+    "/api/profiles\t",
+    "/oauth/token",
+    "/profiles",
+    "/api",
+    "",
+]
+
+
+@pytest.mark.parametrize("path", LEAVING_PATHS)
+def test_an_api_path_that_could_leave_klaviyo_is_refused_before_anything_is_sent(mocked_responses, path):
+    with pytest.raises(KlaviyoPathRefused) as excinfo:
+        client.get(path, access_token="at-secret")
+    assert isinstance(excinfo.value, ValueError)  # a programming error, not an answer from Klaviyo
+    assert "at-secret" not in str(excinfo.value)
+    assert len(mocked_responses.calls) == 0
+
+
+@pytest.mark.parametrize("path", ["/oauth/token/", "/oauth/token?x=1", "/oauth/revoke/../token", "/api/profiles", ""])
+def test_the_token_and_revoke_endpoints_take_only_their_exact_paths(mocked_responses, path):
+    with pytest.raises(KlaviyoPathRefused, match="exactly /oauth/token and /oauth/revoke"):
+        send("POST", path, auth=requests.auth.HTTPBasicAuth("client-id", "client-secret"), headers={}, oauth=True)
+    assert len(mocked_responses.calls) == 0
+
+
+@pytest.mark.parametrize(
+    ("base", "url"),
+    [
+        ("http://127.0.0.1:8201/", "http://127.0.0.1:8201@127.0.0.1:8250/api/profiles"),
+        ("https://a.klaviyo.com/", "https://a.klaviyo.com.attacker.example/api/profiles"),
+        ("https://a.klaviyo.com/", "https://attacker.example/api/profiles"),
+        ("https://a.klaviyo.com/", "http://a.klaviyo.com/api/profiles"),
+        ("https://a.klaviyo.com/", "https://a.klaviyo.com:8443/api/profiles"),
+        ("https://a.klaviyo.com/", "https://user@a.klaviyo.com/api/profiles"),
+        ("http://127.0.0.1:8201/sandbox/", "http://127.0.0.1:8201/api/profiles"),
+        ("http://127.0.0.1:8201/sandbox/", "http://127.0.0.1:8201/sandboxed/api/profiles"),
+    ],
+)
+def test_a_url_off_the_base_urls_scheme_host_and_port_is_refused(base, url):
+    with pytest.raises(KlaviyoPathRefused, match="scheme, host and port"):
+        check_origin(base, url, "/api/profiles")
+
+
+@pytest.mark.parametrize(
+    ("base", "url"),
+    [
+        ("https://a.klaviyo.com", "https://a.klaviyo.com/api/profiles?page%5Bsize%5D=5"),
+        ("https://A.Klaviyo.com/", "https://a.klaviyo.com/api/profiles"),
+        ("http://127.0.0.1:8201/sandbox", "http://127.0.0.1:8201/sandbox/api/profiles"),
+    ],
+)
+def test_a_url_on_the_base_url_passes(base, url):
+    prepared = prepare("GET", base, "/api/profiles", params={"page[size]": "5"}, headers={}, body=None)
+    assert prepared.url.split("?")[0] == url.split("?")[0]
+    check_origin(base.rstrip("/") + "/", url, "/api/profiles")
 
 
 # --- requests prepared and sent without requests' per-call parsing ------------------------

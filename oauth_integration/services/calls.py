@@ -16,7 +16,7 @@ from oauth_integration.exceptions import (
     ReauthorizationRequired,
     RefreshInProgress,
 )
-from oauth_integration.klaviyo import account_id_and_name
+from oauth_integration.klaviyo import account_id_and_name, check_path
 from oauth_integration.klaviyo import client as klaviyo
 from oauth_integration.models import ConnectionEvent, OAuthToken
 from oauth_integration.operations import required_scopes
@@ -72,7 +72,9 @@ def call_klaviyo(
     5xx and connection failures only for idempotent ones (a POST or PATCH that fails
     that way raises KlaviyoWriteUncertain). Raises TokenNotFound, ReauthorizationRequired,
     MissingScope (the customer never granted the scope the call needs), KlaviyoAPIError
-    (with every entry of Klaviyo's ``errors[]``) or another KlaviyoError.
+    (with every entry of Klaviyo's ``errors[]``) or another KlaviyoError. A ``path`` that is
+    not an API path (``/api/...``, see ``klaviyo.check_path``) raises KlaviyoPathRefused (a
+    ValueError: a programming error) before the token is read.
     """
     return _as_customer(
         customer_identifier,
@@ -84,6 +86,7 @@ def call_klaviyo(
 
 def _as_customer(customer_identifier: str, method: str, path: str, send: Callable[[str], T]) -> T:
     """``send(access_token)`` with a usable token; on a 401, one refresh and one retry."""
+    check_path(path)  # before the token is read, refreshed or sent
     connection = fresh_connection(customer_identifier)
     try:
         return _call(connection, method, path, send)
