@@ -2,6 +2,7 @@
 
 import base64
 import gzip
+import itertools
 import json
 
 import pytest
@@ -29,6 +30,7 @@ from oauth_integration.klaviyo import (
 )
 from oauth_integration.klaviyo.transport import check_origin, prepare
 from tests.conftest import PROFILES_URL, REVOKE_URL, TOKEN_URL, profiles_body, token_body
+from tests.wire_faults import ScriptedServer
 
 BASIC = "Basic " + base64.b64encode(b"client-id:client-secret").decode()
 client = KlaviyoClient()
@@ -166,13 +168,30 @@ def test_api_401_maps_to_unauthorized(mocked_responses):
     assert excinfo.value.code == "authentication_failed"
 
 
-def test_429_is_retried_honouring_retry_after_then_succeeds(mocked_responses):
+def test_429_is_retried_honouring_retry_after_then_succeeds(settings):
+    """Through urllib3's own retry loop and KlaviyoRetry.sleep, against a real server on loopback."""
     throttled = {"errors": [{"code": "throttled", "detail": "Expected available in 1 second."}]}
-    mocked_responses.get(PROFILES_URL, status=429, json=throttled, headers={"retry-after": "1"})
-    mocked_responses.get(PROFILES_URL, status=429, json=throttled, headers={"Retry-After": "2"})
-    mocked_responses.get(PROFILES_URL, json=profiles_body("p1"))
-    assert client.get("/api/profiles", access_token="at-1")["data"][0]["id"] == "p1"
-    assert len(mocked_responses.calls) == 3
+    steps = [
+        (429, {"retry-after": "1"}, throttled),
+        (429, {"Retry-After": "1"}, throttled),
+        (200, {}, profiles_body("p1")),
+    ]
+    with ScriptedServer(steps) as server:
+        settings.KLAVIYO_BASE_URL = server.url
+        assert client.get("/api/profiles", access_token="at-1")["data"][0]["id"] == "p1"
+    times = [at for _, at in server.requests]
+    assert len(times) == 3
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    # Retry-After: 1, in either header case; the backoff alone would be 0.25-0.75 s, both 1 s and more.
+    assert all(0.95 <= gap < 1.6 for gap in gaps), gaps
+
+
+def test_a_throttled_token_request_is_not_retried_over_the_wire(settings):
+    with ScriptedServer([(429, {"Retry-After": "1"}, {"error": "throttled"})]) as server:
+        settings.KLAVIYO_BASE_URL = server.url
+        with pytest.raises(KlaviyoThrottled):
+            client.refresh(refresh_token="rt-1")
+    assert [path for path, _ in server.requests] == ["/oauth/token"]
 
 
 def test_429_past_the_retry_attempts_is_throttled_with_retry_after(mocked_responses):
