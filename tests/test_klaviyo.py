@@ -486,6 +486,38 @@ def test_the_adapter_finds_a_hosts_pool_once_and_again_once_closed():
     assert reopened.pool is not None  # open, usable
 
 
+def only_pool(adapter):
+    (key,) = adapter.poolmanager.pools.keys()
+    return adapter.poolmanager.pools[key]
+
+
+def test_calls_go_on_when_urllib3_drops_a_pool_or_a_pool_is_closed(settings):
+    """urllib3 (2.x) keeps ``pool_connections`` hosts' pools and drops the least recently used one
+    without closing it; a pool can also be closed under the adapter (``pool.close()``, as urllib3
+    1.x did on eviction). The adapter keeps using an open pool and never a closed one."""
+    session = KlaviyoSession()
+    adapter = KlaviyoAdapter(pool_connections=1)
+    session.mount("http://", adapter)
+    own = KlaviyoClient(session=session)
+    ok = (200, {}, profiles_body("p1"))
+    with ScriptedServer([ok, ok, ok]) as klaviyo, ScriptedServer([ok]) as elsewhere:
+        settings.KLAVIYO_BASE_URL = klaviyo.url
+        own.get("/api/profiles", access_token="at-1")
+        first = only_pool(adapter)
+        settings.KLAVIYO_BASE_URL = elsewhere.url
+        own.get("/api/profiles", access_token="at-1")
+        assert only_pool(adapter) is not first  # dropped by urllib3 to make room
+        settings.KLAVIYO_BASE_URL = klaviyo.url
+        assert own.get("/api/profiles", access_token="at-1")["data"][0]["id"] == "p1"
+        first.close()
+        assert own.get("/api/profiles", access_token="at-1")["data"][0]["id"] == "p1"
+        again = only_pool(adapter)
+        assert again is not first
+        assert again.pool is not None
+        assert len(klaviyo.requests) == 3
+    adapter.close()
+
+
 def test_page_cursor_accepts_a_bare_cursor_or_the_links_next_url():
     assert page_cursor("abc123") == "abc123"
     nxt = "https://a.klaviyo.com/api/profiles?page%5Bcursor%5D=bmV4dDo6MTI&page%5Bsize%5D=5"

@@ -171,8 +171,11 @@ class KlaviyoAdapter(HTTPAdapter):
     one session serves every customer, so no cookie is ever kept or sent.
 
     The urllib3 pool for a host is looked up once: requests re-parses the URL and rebuilds
-    the pool key on every call to find the same pool again. A pool the manager has closed
-    (evicted, or the adapter closed) is looked up afresh; calls through a proxy always are.
+    the pool key on every call to find the same pool again (267 instead of 314 us of CPU for a
+    ``relay`` of 20 profiles from a loopback server). urllib3 2 never closes a pool it drops from its
+    manager, so a dropped pool stays usable here until the adapter is closed; a pool closed
+    under the adapter (``pool.close()``) is looked up afresh, and calls through a proxy
+    always are.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
