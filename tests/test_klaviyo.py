@@ -2,11 +2,16 @@
 
 import base64
 import gzip
+import inspect
 import itertools
 import json
+import tomllib
+from pathlib import Path
 
 import pytest
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
 from responses import matchers
 
 from oauth_integration.exceptions import (
@@ -516,6 +521,38 @@ def test_calls_go_on_when_urllib3_drops_a_pool_or_a_pool_is_closed(settings):
         assert again.pool is not None
         assert len(klaviyo.requests) == 3
     adapter.close()
+
+
+def test_the_private_parts_of_requests_and_urllib3_the_transport_relies_on_are_there():
+    """transport.py reaches into requests and urllib3 (for speed, and for KlaviyoRetry); pyproject.toml
+    pins their upper bounds. When this fails, check transport.py against the new release before
+    moving the pin."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    assert {"requests>=2.32.2,<2.35", "urllib3>=2.2,<2.9"} <= set(dependencies)
+    pin = "requests>=2.32.2,<2.35 in pyproject.toml"
+    response = requests.Response()
+    assert response._content is False and response._content_consumed is False, f"read_body: {pin}"
+    assert list(inspect.signature(HTTPAdapter.get_connection_with_tls_context).parameters) == [
+        "self",
+        "request",
+        "verify",
+        "proxies",
+        "cert",
+    ], f"KlaviyoAdapter.get_connection_with_tls_context: {pin}"
+    assert list(inspect.signature(HTTPAdapter.build_response).parameters) == ["self", "req", "resp"], (
+        f"KlaviyoAdapter.build_response: {pin}"
+    )
+    pin = "urllib3>=2.2,<2.9 in pyproject.toml"
+    pool = urllib3.HTTPConnectionPool("127.0.0.1")
+    pool.close()
+    assert pool.pool is None, f"KlaviyoAdapter's closed-pool check: {pin}"
+    increment = inspect.signature(urllib3.util.Retry.increment).parameters
+    assert {"method", "url", "response", "error", "_pool"} <= set(increment), f"KlaviyoRetry.increment: {pin}"
+    assert list(inspect.signature(urllib3.util.Retry.sleep).parameters) == ["self", "response"], (
+        f"KlaviyoRetry.sleep: {pin}"
+    )
+    assert "has_retry_after" in inspect.signature(urllib3.util.Retry.is_retry).parameters, f"KlaviyoRetry: {pin}"
 
 
 def test_page_cursor_accepts_a_bare_cursor_or_the_links_next_url():
