@@ -187,6 +187,11 @@ class InvalidGrant(KlaviyoAPIError):
     """The token endpoint rejected the code or refresh token (``invalid_grant``)."""
 
 
+class KlaviyoPagingError(KlaviyoUnavailable):
+    """A walk over a collection's pages was stopped: ``links.next`` led back to a page already
+    read (the pages would never end), or there were more than the walk's ``max_pages``."""
+
+
 class KlaviyoPathRefused(ValueError):
     """A path that is not one of Klaviyo's was given for a request to Klaviyo: an API path must
     start with ``/api/`` and stay there (no ``//``, backslash, ``.``/``..`` segment, fragment or
