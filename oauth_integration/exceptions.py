@@ -187,6 +187,27 @@ class InvalidGrant(KlaviyoAPIError):
     """The token endpoint rejected the code or refresh token (``invalid_grant``)."""
 
 
+class KlaviyoPagingError(KlaviyoUnavailable):
+    """A walk over a collection's pages was stopped: ``links.next`` led back to a page already
+    read (the pages would never end), or there were more than the walk's ``max_pages``."""
+
+
+class KlaviyoPathRefused(ValueError):
+    """A path that is not one of Klaviyo's was given for a request to Klaviyo: an API path must
+    start with ``/api/`` and stay there (no ``//``, backslash, ``.``/``..`` segment, fragment or
+    control character); the token and revoke endpoints are exact paths.
+
+    Raised before a token is read or credentials are attached, and nothing is sent. It is a
+    programming error in the calling code, not a condition of Klaviyo or of a customer, so it
+    is deliberately not an ``OAuthIntegrationError``: a view lets it through as a server error.
+    """
+
+    def __init__(self, path: object, reason: str) -> None:
+        shown = repr(path)
+        super().__init__(f"Refused the Klaviyo path {shown[:120]}{'...' if len(shown) > 120 else ''}: {reason}")
+        self.reason = reason
+
+
 # --- connect links, return URLs and Klaviyo's answer on the consent page -----------------
 
 

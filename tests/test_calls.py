@@ -4,7 +4,9 @@ Klaviyo is mocked at the HTTP boundary with the strict ``responses`` fixture (wh
 replays urllib3's status retries); transport faults come from a real loopback server.
 """
 
+import itertools
 import json
+import socket
 from datetime import timedelta
 
 import pytest
@@ -15,6 +17,8 @@ from responses import matchers
 from oauth_integration import services
 from oauth_integration.exceptions import (
     KlaviyoAPIError,
+    KlaviyoPagingError,
+    KlaviyoPathRefused,
     KlaviyoThrottled,
     KlaviyoUnavailable,
     KlaviyoWriteUncertain,
@@ -305,3 +309,76 @@ def test_a_write_that_timed_out_says_it_may_or_may_not_have_been_applied(mocked_
         call("POST", json=BODY)
     [(_, detail)] = history()
     assert detail.count("POST /api/lists") == 1 and "no answer from Klaviyo (ReadTimeout)" in detail
+
+
+def collect(walk, into, limit=50):
+    """Take up to ``limit`` resources' ids (a walk that never ends stops here, not in the test run)."""
+    into.extend(item["id"] for item in itertools.islice(walk, limit))
+
+
+def test_iter_klaviyo_stops_when_links_next_leads_back_to_a_page_already_read(mocked_responses, connected):
+    again = f"{LISTS}?page%5Bcursor%5D=C2"
+    mocked_responses.get(LISTS, match=[matchers.query_param_matcher({})], json=page(["l1"], again))
+    mocked_responses.get(LISTS, match=[matchers.query_param_matcher({"page[cursor]": "C2"})], json=page(["l2"], again))
+    walked = []
+    with pytest.raises(KlaviyoPagingError, match="leads back to a page already read"):
+        collect(services.iter_klaviyo(customer_identifier="cust-1", path="/api/lists"), walked)
+    assert walked == ["l1", "l2"]
+    assert len(mocked_responses.calls) == 2
+
+
+def _endless_pages(request):
+    cursor = int(dict(request.params).get("page[cursor]", "0"))
+    return 200, {}, json.dumps(page([f"l{cursor}"], f"{LISTS}?page%5Bcursor%5D={cursor + 1}"))
+
+
+def test_iter_klaviyo_reads_at_most_max_pages(mocked_responses, connected):
+    mocked_responses.add_callback("GET", LISTS, callback=_endless_pages)
+    walked = []
+    with pytest.raises(KlaviyoPagingError, match="more than 3 pages"):
+        collect(services.iter_klaviyo(customer_identifier="cust-1", path="/api/lists", max_pages=3), walked)
+    assert walked == ["l0", "l1", "l2"]
+    assert len(mocked_responses.calls) == 3
+
+
+def test_iter_klaviyo_with_exactly_max_pages_pages_ends_normally(mocked_responses, connected):
+    mocked_responses.get(
+        LISTS, match=[matchers.query_param_matcher({})], json=page(["l1"], f"{LISTS}?page%5Bcursor%5D=C2")
+    )
+    mocked_responses.get(LISTS, match=[matchers.query_param_matcher({"page[cursor]": "C2"})], json=page(["l2"]))
+    walked = services.iter_klaviyo(customer_identifier="cust-1", path="/api/lists", max_pages=2)
+    assert [item["id"] for item in walked] == ["l1", "l2"]
+
+
+# --- a path that would leave Klaviyo -------------------------------------------------------
+
+
+@pytest.fixture
+def listener():
+    """A real socket on loopback that nothing should ever connect to."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        sock.settimeout(0.3)
+        yield sock
+
+
+@pytest.mark.parametrize("shape", ["@{host}/api/profiles", ":x@{host}/api/lists"])
+def test_a_path_naming_another_host_is_refused_and_that_host_hears_nothing(settings, connected, listener, shape):
+    settings.KLAVIYO_BASE_URL = "http://127.0.0.1:9"  # what stands for Klaviyo: nothing listens there
+    settings.KLAVIYO_HTTP_TIMEOUT = 0.5
+    settings.KLAVIYO_MAX_RETRIES = 0
+    other = f"127.0.0.1:{listener.getsockname()[1]}"
+    with pytest.raises(KlaviyoPathRefused, match="an API path starts with /api/"):
+        call("GET", shape.format(host=other))
+    with pytest.raises(TimeoutError):
+        listener.accept()  # no connection was ever opened to it
+    assert history() == []  # a programming error is not a failure of the customer's connection
+
+
+def test_a_refused_path_is_refused_before_the_token_is_read_or_refreshed(mocked_responses, make_connection):
+    make_connection("cust-1", expires_at=timezone.now() - timedelta(minutes=1))
+    with pytest.raises(KlaviyoPathRefused):
+        services.call_klaviyo(customer_identifier="cust-1", path="@attacker.example/api/profiles")
+    with pytest.raises(KlaviyoPathRefused):
+        next(services.iter_klaviyo(customer_identifier="cust-1", path=".attacker.example/api/lists"))
+    assert len(mocked_responses.calls) == 0  # no refresh either
+    assert history() == []

@@ -2,15 +2,22 @@
 
 import base64
 import gzip
+import inspect
+import itertools
 import json
+import tomllib
+from pathlib import Path
 
 import pytest
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
 from responses import matchers
 
 from oauth_integration.exceptions import (
     InvalidGrant,
     KlaviyoAPIError,
+    KlaviyoPathRefused,
     KlaviyoThrottled,
     KlaviyoUnauthorized,
     KlaviyoUnavailable,
@@ -21,11 +28,14 @@ from oauth_integration.klaviyo import (
     KlaviyoRetry,
     KlaviyoSession,
     build_retry,
+    oauth_session,
     page_cursor,
+    send,
     shared_session,
 )
-from oauth_integration.klaviyo.transport import prepare
+from oauth_integration.klaviyo.transport import check_origin, prepare
 from tests.conftest import PROFILES_URL, REVOKE_URL, TOKEN_URL, profiles_body, token_body
+from tests.wire_faults import ScriptedServer
 
 BASIC = "Basic " + base64.b64encode(b"client-id:client-secret").decode()
 client = KlaviyoClient()
@@ -163,13 +173,30 @@ def test_api_401_maps_to_unauthorized(mocked_responses):
     assert excinfo.value.code == "authentication_failed"
 
 
-def test_429_is_retried_honouring_retry_after_then_succeeds(mocked_responses):
+def test_429_is_retried_honouring_retry_after_then_succeeds(settings):
+    """Through urllib3's own retry loop and KlaviyoRetry.sleep, against a real server on loopback."""
     throttled = {"errors": [{"code": "throttled", "detail": "Expected available in 1 second."}]}
-    mocked_responses.get(PROFILES_URL, status=429, json=throttled, headers={"retry-after": "1"})
-    mocked_responses.get(PROFILES_URL, status=429, json=throttled, headers={"Retry-After": "2"})
-    mocked_responses.get(PROFILES_URL, json=profiles_body("p1"))
-    assert client.get("/api/profiles", access_token="at-1")["data"][0]["id"] == "p1"
-    assert len(mocked_responses.calls) == 3
+    steps = [
+        (429, {"retry-after": "1"}, throttled),
+        (429, {"Retry-After": "1"}, throttled),
+        (200, {}, profiles_body("p1")),
+    ]
+    with ScriptedServer(steps) as server:
+        settings.KLAVIYO_BASE_URL = server.url
+        assert client.get("/api/profiles", access_token="at-1")["data"][0]["id"] == "p1"
+    times = [at for _, at in server.requests]
+    assert len(times) == 3
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    # Retry-After: 1, in either header case; the backoff alone would be 0.25-0.75 s, both 1 s and more.
+    assert all(0.95 <= gap < 1.6 for gap in gaps), gaps
+
+
+def test_a_throttled_token_request_is_not_retried_over_the_wire(settings):
+    with ScriptedServer([(429, {"Retry-After": "1"}, {"error": "throttled"})]) as server:
+        settings.KLAVIYO_BASE_URL = server.url
+        with pytest.raises(KlaviyoThrottled):
+            client.refresh(refresh_token="rt-1")
+    assert [path for path, _ in server.requests] == ["/oauth/token"]
 
 
 def test_429_past_the_retry_attempts_is_throttled_with_retry_after(mocked_responses):
@@ -309,12 +336,110 @@ def test_a_netrc_entry_for_the_host_cannot_replace_the_bearer_token(mocked_respo
     client.get("/api/profiles", access_token="at-1")
 
 
-def test_cookies_from_one_call_never_ride_along_on_the_next(mocked_responses):
+@pytest.mark.parametrize("session", [None, requests.Session], ids=["pooled-sessions", "a-plain-requests-session"])
+def test_cookies_from_one_call_never_ride_along_on_the_next(mocked_responses, session):
+    """Token, revoke and API requests all go out without a cookie jar, whatever the session."""
+    session = session and session()
+    own = KlaviyoClient(session=session)
+    set_cookie = {"Set-Cookie": "visitor=cust-a; Path=/"}
+    mocked_responses.post(TOKEN_URL, json=token_body(access="at-a"), headers=set_cookie)
+    mocked_responses.post(TOKEN_URL, json=token_body(access="at-b"), headers=set_cookie)
+    mocked_responses.post(REVOKE_URL, json={}, headers=set_cookie)
+    mocked_responses.get(PROFILES_URL, json={}, headers=set_cookie)
+    mocked_responses.get(PROFILES_URL, json={})
+    own.refresh(refresh_token="rt-a")
+    own.refresh(refresh_token="rt-b")
+    own.revoke(refresh_token="rt-b")
+    own.get("/api/profiles", access_token="at-a")
+    own.get("/api/profiles", access_token="at-b")
+    assert [call.request.headers.get("Cookie") for call in mocked_responses.calls] == [None] * 5
+    if session is not None:
+        assert not session.cookies  # none kept either
+
+
+@pytest.mark.parametrize("pooled", [shared_session, oauth_session])
+def test_the_pooled_sessions_keep_no_cookie_even_when_used_directly(mocked_responses, pooled):
     mocked_responses.get(PROFILES_URL, json={}, headers={"Set-Cookie": "visitor=cust-a; Path=/"})
     mocked_responses.get(PROFILES_URL, json={})
-    client.get("/api/profiles", access_token="at-a")
-    client.get("/api/profiles", access_token="at-b")
+    pooled().get(PROFILES_URL, timeout=5)
+    pooled().get(PROFILES_URL, timeout=5)
     assert "Cookie" not in mocked_responses.calls[1].request.headers
+    assert not pooled().cookies
+
+
+# --- one way out: a path can never take a request (or its token) off Klaviyo's host -------
+
+LEAVING_PATHS = [
+    "@attacker.example/api/profiles",
+    ":x@attacker.example/api/lists",
+    ":443@attacker.example/api/lists",
+    ".attacker.example/api/profiles",
+    "api/profiles",
+    "//attacker.example/api/profiles",
+    "https://attacker.example/api/profiles",
+    "/\\attacker.example/api/profiles",
+    "/api\\..\\oauth/token",
+    "/api/../oauth/token",
+    "/api/%2e%2E/oauth/token",
+    "/api/./profiles",
+    "/api//profiles",
+    "/api/profiles#@attacker.example",
+    "/api/profiles\r\nHost: attacker.example",
+    "/api/profiles\x00",
+    "/api/profiles\t",
+    "/oauth/token",
+    "/profiles",
+    "/api",
+    "",
+]
+
+
+@pytest.mark.parametrize("path", LEAVING_PATHS)
+def test_an_api_path_that_could_leave_klaviyo_is_refused_before_anything_is_sent(mocked_responses, path):
+    with pytest.raises(KlaviyoPathRefused) as excinfo:
+        client.get(path, access_token="at-secret")
+    assert isinstance(excinfo.value, ValueError)  # a programming error, not an answer from Klaviyo
+    assert "at-secret" not in str(excinfo.value)
+    assert len(mocked_responses.calls) == 0
+
+
+@pytest.mark.parametrize("path", ["/oauth/token/", "/oauth/token?x=1", "/oauth/revoke/../token", "/api/profiles", ""])
+def test_the_token_and_revoke_endpoints_take_only_their_exact_paths(mocked_responses, path):
+    with pytest.raises(KlaviyoPathRefused, match="exactly /oauth/token and /oauth/revoke"):
+        send("POST", path, auth=requests.auth.HTTPBasicAuth("client-id", "client-secret"), headers={}, oauth=True)
+    assert len(mocked_responses.calls) == 0
+
+
+@pytest.mark.parametrize(
+    ("base", "url"),
+    [
+        ("http://127.0.0.1:8201/", "http://127.0.0.1:8201@127.0.0.1:8250/api/profiles"),
+        ("https://a.klaviyo.com/", "https://a.klaviyo.com.attacker.example/api/profiles"),
+        ("https://a.klaviyo.com/", "https://attacker.example/api/profiles"),
+        ("https://a.klaviyo.com/", "http://a.klaviyo.com/api/profiles"),
+        ("https://a.klaviyo.com/", "https://a.klaviyo.com:8443/api/profiles"),
+        ("https://a.klaviyo.com/", "https://user@a.klaviyo.com/api/profiles"),
+        ("http://127.0.0.1:8201/sandbox/", "http://127.0.0.1:8201/api/profiles"),
+        ("http://127.0.0.1:8201/sandbox/", "http://127.0.0.1:8201/sandboxed/api/profiles"),
+    ],
+)
+def test_a_url_off_the_base_urls_scheme_host_and_port_is_refused(base, url):
+    with pytest.raises(KlaviyoPathRefused, match="scheme, host and port"):
+        check_origin(base, url, "/api/profiles")
+
+
+@pytest.mark.parametrize(
+    ("base", "url"),
+    [
+        ("https://a.klaviyo.com", "https://a.klaviyo.com/api/profiles?page%5Bsize%5D=5"),
+        ("https://A.Klaviyo.com/", "https://a.klaviyo.com/api/profiles"),
+        ("http://127.0.0.1:8201/sandbox", "http://127.0.0.1:8201/sandbox/api/profiles"),
+    ],
+)
+def test_a_url_on_the_base_url_passes(base, url):
+    prepared = prepare("GET", base, "/api/profiles", params={"page[size]": "5"}, headers={}, body=None)
+    assert prepared.url.split("?")[0] == url.split("?")[0]
+    check_origin(base.rstrip("/") + "/", url, "/api/profiles")
 
 
 # --- requests prepared and sent without requests' per-call parsing ------------------------
@@ -364,6 +489,70 @@ def test_the_adapter_finds_a_hosts_pool_once_and_again_once_closed():
     reopened = adapter.get_connection_with_tls_context(klaviyo, True)
     assert reopened is not pool
     assert reopened.pool is not None  # open, usable
+
+
+def only_pool(adapter):
+    (key,) = adapter.poolmanager.pools.keys()
+    return adapter.poolmanager.pools[key]
+
+
+def test_calls_go_on_when_urllib3_drops_a_pool_or_a_pool_is_closed(settings):
+    """urllib3 (2.x) keeps ``pool_connections`` hosts' pools and drops the least recently used one
+    without closing it; a pool can also be closed under the adapter (``pool.close()``, as urllib3
+    1.x did on eviction). The adapter keeps using an open pool and never a closed one."""
+    session = KlaviyoSession()
+    adapter = KlaviyoAdapter(pool_connections=1)
+    session.mount("http://", adapter)
+    own = KlaviyoClient(session=session)
+    ok = (200, {}, profiles_body("p1"))
+    with ScriptedServer([ok, ok, ok]) as klaviyo, ScriptedServer([ok]) as elsewhere:
+        settings.KLAVIYO_BASE_URL = klaviyo.url
+        own.get("/api/profiles", access_token="at-1")
+        first = only_pool(adapter)
+        settings.KLAVIYO_BASE_URL = elsewhere.url
+        own.get("/api/profiles", access_token="at-1")
+        assert only_pool(adapter) is not first  # dropped by urllib3 to make room
+        settings.KLAVIYO_BASE_URL = klaviyo.url
+        assert own.get("/api/profiles", access_token="at-1")["data"][0]["id"] == "p1"
+        first.close()
+        assert own.get("/api/profiles", access_token="at-1")["data"][0]["id"] == "p1"
+        again = only_pool(adapter)
+        assert again is not first
+        assert again.pool is not None
+        assert len(klaviyo.requests) == 3
+    adapter.close()
+
+
+def test_the_private_parts_of_requests_and_urllib3_the_transport_relies_on_are_there():
+    """transport.py reaches into requests and urllib3 (for speed, and for KlaviyoRetry); pyproject.toml
+    pins their upper bounds. When this fails, check transport.py against the new release before
+    moving the pin."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    assert {"requests>=2.32.2,<2.35", "urllib3>=2.2,<2.9"} <= set(dependencies)
+    pin = "requests>=2.32.2,<2.35 in pyproject.toml"
+    response = requests.Response()
+    assert response._content is False and response._content_consumed is False, f"read_body: {pin}"
+    assert list(inspect.signature(HTTPAdapter.get_connection_with_tls_context).parameters) == [
+        "self",
+        "request",
+        "verify",
+        "proxies",
+        "cert",
+    ], f"KlaviyoAdapter.get_connection_with_tls_context: {pin}"
+    assert list(inspect.signature(HTTPAdapter.build_response).parameters) == ["self", "req", "resp"], (
+        f"KlaviyoAdapter.build_response: {pin}"
+    )
+    pin = "urllib3>=2.2,<2.9 in pyproject.toml"
+    pool = urllib3.HTTPConnectionPool("127.0.0.1")
+    pool.close()
+    assert pool.pool is None, f"KlaviyoAdapter's closed-pool check: {pin}"
+    increment = inspect.signature(urllib3.util.Retry.increment).parameters
+    assert {"method", "url", "response", "error", "_pool"} <= set(increment), f"KlaviyoRetry.increment: {pin}"
+    assert list(inspect.signature(urllib3.util.Retry.sleep).parameters) == ["self", "response"], (
+        f"KlaviyoRetry.sleep: {pin}"
+    )
+    assert "has_retry_after" in inspect.signature(urllib3.util.Retry.is_retry).parameters, f"KlaviyoRetry: {pin}"
 
 
 def test_page_cursor_accepts_a_bare_cursor_or_the_links_next_url():

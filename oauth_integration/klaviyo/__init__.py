@@ -1,8 +1,9 @@
 """The only package that talks HTTP: Klaviyo's OAuth endpoints and API.
 
-``client`` (``KlaviyoClient``) is what the services call; ``transport`` holds the pooled
-sessions and the retry policy; ``answers`` turns Klaviyo's answers into values and
-exceptions. Nothing else in the project imports ``requests``.
+``client`` (``KlaviyoClient``) is what the services call; ``transport`` holds ``send``, the
+one way every request goes out (it checks the path), the pooled sessions and the retry
+policy; ``answers`` turns Klaviyo's answers into values and exceptions. Nothing else in the
+project imports ``requests``.
 """
 
 from oauth_integration.klaviyo.answers import account_id_and_name, page_cursor
@@ -13,8 +14,10 @@ from oauth_integration.klaviyo.transport import (
     KlaviyoRetry,
     KlaviyoSession,
     build_retry,
+    check_path,
     close_sessions,
     oauth_session,
+    send,
     shared_session,
 )
 
@@ -28,9 +31,11 @@ __all__ = [
     "TokenGrant",
     "account_id_and_name",
     "build_retry",
+    "check_path",
     "client",
     "close_sessions",
     "oauth_session",
     "page_cursor",
+    "send",
     "shared_session",
 ]

@@ -25,10 +25,10 @@ from oauth_integration.exceptions import KlaviyoUnavailable
 from oauth_integration.klaviyo.answers import api_error, json_object, token_endpoint_error, transport_error
 from oauth_integration.klaviyo.transport import (
     DEFAULT_HEADERS,
+    REVOKE_PATH,
+    TOKEN_PATH,
     BearerAuth,
-    oauth_session,
-    prepare,
-    read_body,
+    send,
     shared_session,
 )
 
@@ -100,13 +100,13 @@ class KlaviyoClient:
 
     def revoke(self, *, refresh_token: str) -> None:
         """Revoke a refresh token (and so the connection). Raises KlaviyoAPIError, KlaviyoUnavailable."""
-        response = self._post("/oauth/revoke", {"token": refresh_token, "token_type_hint": "refresh_token"})
+        response = self._post(REVOKE_PATH, {"token": refresh_token, "token_type_hint": "refresh_token"})
         if not response.ok:
             raise token_endpoint_error(response)
 
     def _token_request(self, form: dict[str, str]) -> TokenGrant:
         started = timezone.now()
-        response = self._post("/oauth/token", form)
+        response = self._post(TOKEN_PATH, form)
         if not response.ok:
             raise token_endpoint_error(response)
         payload = json_object(response)
@@ -132,13 +132,14 @@ class KlaviyoClient:
 
     def _post(self, path: str, form: dict[str, str]) -> requests.Response:
         try:
-            response = (self._session or oauth_session()).post(
-                f"{conf.base_url}{path}",
-                data=form,
-                auth=(conf.client_id, conf.client_secret),
-                headers={"Accept": "application/json"},
-                timeout=conf.http_timeout,
-                allow_redirects=False,
+            response = send(
+                "POST",
+                path,
+                auth=requests.auth.HTTPBasicAuth(conf.client_id, conf.client_secret),
+                headers={**DEFAULT_HEADERS, "Accept": "application/json"},
+                body=form,
+                session=self._session,
+                oauth=True,
             )
         except requests.RequestException as exc:
             raise KlaviyoUnavailable(f"Klaviyo {path} unreachable ({type(exc).__name__})") from exc
@@ -161,9 +162,8 @@ class KlaviyoClient:
         ``json`` is sent as a JSON:API body. Raises KlaviyoUnauthorized, KlaviyoForbidden,
         KlaviyoThrottled, KlaviyoAPIError, KlaviyoUnavailable or KlaviyoWriteUncertain.
 
-        The request goes straight to the session's adapter (its urllib3 pool, timeouts and
-        retries): the session's own machinery (cookies, hooks, redirects, re-reading the
-        environment) costs as much CPU as the rest of the call and none of it applies here.
+        Sent by ``transport.send``, the one way out to Klaviyo: a ``path`` that is not an API
+        path (``/api/...``) raises KlaviyoPathRefused (a ValueError) before anything is sent.
         """
         method = method.upper()
         if method not in METHODS:
@@ -173,15 +173,17 @@ class KlaviyoClient:
         if json is not None:
             body = json_module.dumps(json, separators=(",", ":")).encode()
             headers["Content-Type"] = JSON_API
-        prepared = prepare(method, conf.base_url, path, params=params, headers=headers, body=body)
-        BearerAuth(access_token)(prepared)
-        url = prepared.url
-        session = self.session
-        environment = session.merge_environment_settings(url, {}, None, None, None)
         started = time.perf_counter()
         try:
-            response = session.get_adapter(url).send(prepared, timeout=conf.http_timeout, **environment)
-            read_body(response)  # now: errors surface here, not in a caller
+            response = send(
+                method,
+                path,
+                auth=BearerAuth(access_token),
+                headers=headers,
+                params=params,
+                body=body,
+                session=self._session,
+            )
         except requests.RequestException as exc:
             metrics.observe_call(method, path, "error", time.perf_counter() - started)
             raise transport_error(method, path, exc) from exc

@@ -1,4 +1,10 @@
-"""How requests reach Klaviyo: pooled sessions, urllib3's retries with Klaviyo's backoff, bearer auth.
+"""How requests reach Klaviyo: one ``send`` for every request (API, token, revoke), pooled
+sessions, urllib3's retries with Klaviyo's backoff, bearer auth.
+
+``send`` builds the URL from ``KLAVIYO_BASE_URL`` and a path that must be an API path
+(``/api/...``) or exactly the token or revoke path, and refuses anything that could leave
+Klaviyo's host before a token or the client secret is attached. No cookie is sent or kept,
+no redirect is followed.
 
 * 429 is retried for every method (Klaviyo did not process the request), honouring
   ``Retry-After`` within the wait budget;
@@ -14,8 +20,9 @@ import functools
 import http.cookiejar
 import random
 import time
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -26,12 +33,17 @@ from urllib3.util.retry import Retry
 
 from oauth_integration import metrics
 from oauth_integration.conf import conf
+from oauth_integration.exceptions import KlaviyoPathRefused
 
 RETRY_STATUSES = frozenset({429, 503, 504, 524})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 USER_AGENT = "klaviyo-django-oauth/1.1"
 # What requests' Session would add to every request.
 DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
+API_PREFIX = "/api/"
+TOKEN_PATH = "/oauth/token"  # noqa: S105 (a path, not a secret)
+REVOKE_PATH = "/oauth/revoke"
+OAUTH_PATHS = frozenset({TOKEN_PATH, REVOKE_PATH})
 
 
 class KlaviyoRetry(Retry):
@@ -137,6 +149,7 @@ class KlaviyoSession(requests.Session):
         super().__init__()
         self._environment_settings: dict[tuple[str, str], dict[str, Any]] = {}
         # One session serves every customer: never carry a cookie from one call to the next.
+        # ``send`` never touches the jar; this holds for code that uses the session itself.
         self.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
     def merge_environment_settings(
@@ -158,8 +171,11 @@ class KlaviyoAdapter(HTTPAdapter):
     one session serves every customer, so no cookie is ever kept or sent.
 
     The urllib3 pool for a host is looked up once: requests re-parses the URL and rebuilds
-    the pool key on every call to find the same pool again. A pool the manager has closed
-    (evicted, or the adapter closed) is looked up afresh; calls through a proxy always are.
+    the pool key on every call to find the same pool again (267 instead of 314 us of CPU for a
+    ``relay`` of 20 profiles from a loopback server). urllib3 2 never closes a pool it drops from its
+    manager, so a dropped pool stays usable here until the adapter is closed; a pool closed
+    under the adapter (``pool.close()``) is looked up afresh, and calls through a proxy
+    always are.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -196,24 +212,90 @@ class KlaviyoAdapter(HTTPAdapter):
         return response
 
 
+def check_path(path: str, *, oauth: bool = False) -> str:
+    """Return ``path`` if it is an API path that stays under ``/api/`` (``oauth``: exactly the
+    token or revoke path).
+
+    Raises KlaviyoPathRefused otherwise: anything but a leading ``/api/`` (so no scheme, no
+    authority, no ``@``/``:``/``.`` glued onto the host), ``//``, a backslash, a ``.`` or
+    ``..`` segment (also percent-encoded), a fragment, or a control character. A query
+    (``?...``) may follow the path.
+    """
+    if not isinstance(path, str):
+        raise KlaviyoPathRefused(path, "not a string")
+    if oauth:
+        if path not in OAUTH_PATHS:
+            raise KlaviyoPathRefused(path, f"the OAuth endpoints are exactly {TOKEN_PATH} and {REVOKE_PATH}")
+        return path
+    if not path.startswith(API_PREFIX):
+        raise KlaviyoPathRefused(path, f"an API path starts with {API_PREFIX}")
+    if not path.isprintable():
+        raise KlaviyoPathRefused(path, "control characters")
+    if "\\" in path or "#" in path:
+        raise KlaviyoPathRefused(path, "a backslash or a fragment")
+    route = path.split("?", 1)[0]
+    if "//" in route:
+        raise KlaviyoPathRefused(path, "an empty segment (//)")
+    if any(unquote(segment) in (".", "..") for segment in route.split("/")):
+        raise KlaviyoPathRefused(path, "a . or .. segment")
+    return path
+
+
+def _origin(url: str) -> tuple[str, str, int | None, str]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    return parts.scheme, parts.netloc.lower(), port, parts.path
+
+
 @functools.lru_cache(maxsize=256)
-def _url(base_url: str, path: str) -> str:
-    """``base_url`` + ``path`` exactly as requests sends it, worked out once per pair."""
+def _url(base_url: str, path: str, oauth: bool) -> str:
+    """``base_url`` + ``path`` exactly as requests sends it, worked out once per pair.
+
+    The path is checked first, then the result must have the base URL's scheme, host and
+    port (and sit under its path): KlaviyoPathRefused otherwise.
+    """
+    check_path(path, oauth=oauth)
+    base = base_url.rstrip("/")
     prepared = requests.PreparedRequest()
-    prepared.prepare_url(base_url.rstrip("/") + path, None)
-    return prepared.url or ""
+    prepared.prepare_url(base + path, None)
+    url = prepared.url or ""
+    expected = requests.PreparedRequest()
+    expected.prepare_url(base + "/", None)
+    check_origin(expected.url or "", url, path)
+    return url
+
+
+def check_origin(base_url: str, url: str, path: str) -> None:
+    """Raise KlaviyoPathRefused unless ``url`` has the scheme, host and port of ``base_url``
+    (and no other user part) and its path lies under the base's path."""
+    scheme, netloc, port, base_path = _origin(base_url)
+    found_scheme, found_netloc, found_port, found_path = _origin(url)
+    same = (scheme, netloc, port) == (found_scheme, found_netloc, found_port) and port != -1
+    if not same or not found_path.startswith(base_path.rstrip("/") + "/"):
+        raise KlaviyoPathRefused(path, "the URL would not be on KLAVIYO_BASE_URL's scheme, host and port")
 
 
 def prepare(
-    method: str, base_url: str, path: str, *, params: dict[str, str] | None, headers: dict[str, str], body: bytes | None
+    method: str,
+    base_url: str,
+    path: str,
+    *,
+    params: dict[str, str] | None,
+    headers: dict[str, str],
+    body: bytes | dict[str, str] | None,
+    oauth: bool = False,
 ) -> requests.PreparedRequest:
     """The request ``Session.prepare_request`` would build, without re-parsing the URL on every call.
 
     requests parses and normalises the URL (host, path, IDNA) once per base and path; the
     parameters are encoded per call, as requests encodes them. Header values are still
-    validated by requests.
+    validated by requests. A dict ``body`` is sent as a form. Raises KlaviyoPathRefused
+    (see ``check_path``).
     """
-    url = _url(base_url, path)
+    url = _url(base_url, path, oauth)
     if params:
         url += ("&" if "?" in url else "?") + urlencode(params)
     prepared = requests.PreparedRequest()
@@ -222,6 +304,40 @@ def prepare(
     prepared.prepare_headers(headers)
     prepared.prepare_body(body, None)
     return prepared
+
+
+def send(
+    method: str,
+    path: str,
+    *,
+    auth: Callable[[requests.PreparedRequest], requests.PreparedRequest],
+    headers: dict[str, str],
+    params: dict[str, str] | None = None,
+    body: bytes | dict[str, str] | None = None,
+    session: requests.Session | None = None,
+    oauth: bool = False,
+) -> requests.Response:
+    """Send one request to Klaviyo and return its answer, the body read: every request goes here.
+
+    The URL is ``KLAVIYO_BASE_URL`` + ``path`` (+ ``params``); a path that is not an API
+    path (``oauth``: not exactly the token or revoke path), or a URL that would leave the base URL's scheme,
+    host and port, raises KlaviyoPathRefused before ``auth`` adds the token or the client
+    credentials. The request goes straight to the session's adapter (its urllib3 pool,
+    timeouts and ``KlaviyoRetry``): no cookie jar is read or filled, no redirect followed.
+    By default the API goes through ``shared_session`` and the token and revoke endpoints
+    through ``oauth_session`` (never retried after an answer).
+
+    Raises KlaviyoPathRefused, or requests' exceptions (failures reading the body included).
+    """
+    prepared = prepare(method, conf.base_url, path, params=params, headers=headers, body=body, oauth=oauth)
+    auth(prepared)
+    if session is None:
+        session = oauth_session() if oauth else shared_session()
+    url = prepared.url or ""
+    environment = session.merge_environment_settings(url, {}, None, None, None)
+    response = session.get_adapter(url).send(prepared, timeout=conf.http_timeout, **environment)
+    read_body(response)  # now: errors surface here, not in a caller
+    return response
 
 
 def read_body(response: requests.Response) -> bytes:

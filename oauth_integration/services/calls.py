@@ -11,12 +11,13 @@ from urllib.parse import parse_qsl, urlsplit
 from oauth_integration.exceptions import (
     KlaviyoError,
     KlaviyoForbidden,
+    KlaviyoPagingError,
     KlaviyoUnauthorized,
     MissingScope,
     ReauthorizationRequired,
     RefreshInProgress,
 )
-from oauth_integration.klaviyo import account_id_and_name
+from oauth_integration.klaviyo import account_id_and_name, check_path
 from oauth_integration.klaviyo import client as klaviyo
 from oauth_integration.models import ConnectionEvent, OAuthToken
 from oauth_integration.operations import required_scopes
@@ -26,6 +27,7 @@ from oauth_integration.services.refresh import fresh_connection
 logger = logging.getLogger(__name__)
 Event = ConnectionEvent.Kind
 T = TypeVar("T")
+MAX_PAGES = 10_000  # iter_klaviyo's default: a million profiles at Klaviyo's largest page size
 
 
 def get_profiles(
@@ -72,7 +74,9 @@ def call_klaviyo(
     5xx and connection failures only for idempotent ones (a POST or PATCH that fails
     that way raises KlaviyoWriteUncertain). Raises TokenNotFound, ReauthorizationRequired,
     MissingScope (the customer never granted the scope the call needs), KlaviyoAPIError
-    (with every entry of Klaviyo's ``errors[]``) or another KlaviyoError.
+    (with every entry of Klaviyo's ``errors[]``) or another KlaviyoError. A ``path`` that is
+    not an API path (``/api/...``, see ``klaviyo.check_path``) raises KlaviyoPathRefused (a
+    ValueError: a programming error) before the token is read.
     """
     return _as_customer(
         customer_identifier,
@@ -84,6 +88,7 @@ def call_klaviyo(
 
 def _as_customer(customer_identifier: str, method: str, path: str, send: Callable[[str], T]) -> T:
     """``send(access_token)`` with a usable token; on a 401, one refresh and one retry."""
+    check_path(path)  # before the token is read, refreshed or sent
     connection = fresh_connection(customer_identifier)
     try:
         return _call(connection, method, path, send)
@@ -103,17 +108,26 @@ def _as_customer(customer_identifier: str, method: str, path: str, send: Callabl
 
 
 def iter_klaviyo(
-    *, customer_identifier: str, path: str, params: dict[str, str] | None = None
+    *,
+    customer_identifier: str,
+    path: str,
+    params: dict[str, str] | None = None,
+    max_pages: int | None = MAX_PAGES,
 ) -> Iterator[dict[str, Any]]:
     """Every resource of ``data[]`` across all pages of a Klaviyo collection, in order.
 
     Follows ``links.next`` (only its query: the host and path stay Klaviyo's and ``path``),
     one page in memory at a time, refreshing the token mid-walk when it expires; stops
-    after the last page. Raises what ``call_klaviyo`` raises.
+    after the last page. Raises what ``call_klaviyo`` raises, and KlaviyoPagingError when
+    ``links.next`` leads back to a page already read (the walk would never end) or when
+    there would be more than ``max_pages`` pages (None: no limit).
     """
     page_params = dict(params or {})
+    seen = {frozenset(page_params.items())}
+    pages = 0
     while True:
         body = call_klaviyo(customer_identifier=customer_identifier, path=path, params=page_params) or {}
+        pages += 1
         data = body.get("data")
         yield from data if isinstance(data, list) else ()
         links = body.get("links") if isinstance(body.get("links"), dict) else {}
@@ -121,6 +135,12 @@ def iter_klaviyo(
         if not isinstance(next_url, str) or not next_url:
             return
         page_params = dict(parse_qsl(urlsplit(next_url).query, keep_blank_values=True))
+        page = frozenset(page_params.items())
+        if page in seen:
+            raise KlaviyoPagingError(f"GET {path}: links.next of page {pages} leads back to a page already read")
+        if max_pages is not None and pages >= max_pages:
+            raise KlaviyoPagingError(f"GET {path}: more than {max_pages} pages (max_pages); stopped")
+        seen.add(page)
 
 
 def _detail(exc: KlaviyoError, method: str, path: str) -> str:
