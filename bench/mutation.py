@@ -44,7 +44,221 @@ class Mutant:
     tests: tuple[str, ...]
 
 
-MUTANTS: tuple[Mutant, ...] = ()
+MUTANTS: tuple[Mutant, ...] = (
+    # --- the core flows -------------------------------------------------------------------
+    Mutant(
+        "lease-claimed-while-held",
+        "oauth_integration/models/connections.py",
+        ".filter(Q(refresh_lease_until__isnull=True) | Q(refresh_lease_until__lt=now))",
+        "",
+        ("tests/test_single_flight.py", "tests/test_services.py"),
+    ),
+    Mutant(
+        "pkce-verifier-not-sent",
+        "oauth_integration/klaviyo/client.py",
+        '"code_verifier": code_verifier,',
+        "",
+        ("tests/test_klaviyo.py", "tests/test_views.py"),
+    ),
+    Mutant(
+        "ciphertext-not-bound-to-its-row",
+        "oauth_integration/crypto.py",
+        'sealed = ring.ciphers[ring.current_id].encrypt(nonce, plaintext.encode("utf-8"), context.encode("utf-8"))',
+        'sealed = ring.ciphers[ring.current_id].encrypt(nonce, plaintext.encode("utf-8"), None)',
+        ("tests/test_fields.py", "tests/test_crypto.py"),
+    ),
+    Mutant(
+        "profiles-without-permission-check",
+        "oauth_integration/views.py",
+        "    access.require(request.user, access.VIEW_CONNECTIONS)\n"
+        "    validate_customer_identifier(customer_identifier)",
+        "    validate_customer_identifier(customer_identifier)",
+        ("tests/test_permissions.py",),
+    ),
+    Mutant(
+        "write-retried-after-a-server-error",
+        "oauth_integration/klaviyo/transport.py",
+        "if status_code == 429 and status_code in (self.status_forcelist or ()):",
+        "if status_code in (self.status_forcelist or ()):",
+        ("tests/test_calls.py",),
+    ),
+    Mutant(
+        "401-retried-without-a-refresh",
+        "oauth_integration/services/calls.py",
+        "fresh_connection(customer_identifier, rejected_version=connection.version)",
+        "fresh_connection(customer_identifier)",
+        ("tests/test_services.py", "tests/test_calls.py"),
+    ),
+    Mutant(
+        "start-link-used-twice",
+        "oauth_integration/services/connect.py",
+        "if link.link_id and not UsedStartLink.objects.use(",
+        "if link.link_id and False and not UsedStartLink.objects.use(",
+        ("tests/test_start_links.py",),
+    ),
+    Mutant(
+        "return-url-any-host",
+        "oauth_integration/links.py",
+        "return url_has_allowed_host_and_scheme(url, allowed_hosts=hosts, require_https=conf.https)",
+        "return not urlsplit(url).netloc or urlsplit(url).netloc in hosts",
+        ("tests/test_return_url.py",),
+    ),
+    Mutant(
+        "disconnect-without-revoke",
+        "oauth_integration/services/connect.py",
+        "            klaviyo.revoke(refresh_token=refresh_token)\n",
+        "            pass\n",
+        ("tests/test_services.py", "tests/test_admin.py"),
+    ),
+    Mutant(
+        "rotated-refresh-token-dropped",
+        "oauth_integration/services/refresh.py",
+        'values["refresh_token"] = grant.refresh_token',
+        "pass",
+        ("tests/test_services.py",),
+    ),
+    # --- the hand-written fast paths and defences (review of 2026-12-07: its 8 survivors) ---
+    Mutant(
+        "state-take-ignores-who-deleted-it",
+        "oauth_integration/models/pending.py",
+        "if pending is None or self.filter(pk=pending.pk).delete()[0] != 1:",
+        "if pending is None or self.filter(pk=pending.pk).delete() is None:",
+        ("tests/test_races.py",),
+    ),
+    Mutant(
+        "decrypt-cache-without-context",
+        "oauth_integration/crypto.py",
+        "    return _open(kid, payload, context)",
+        '    return (c := globals().setdefault("_C", {})).get((kid, payload))'
+        " or c.setdefault((kid, payload), _open(kid, payload, context))",
+        ("tests/test_fields.py",),
+    ),
+    Mutant(
+        "metrics-token-suffix",
+        "oauth_integration/views.py",
+        'if not token or not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):',
+        "if not token or not given.endswith(token):",
+        ("tests/test_observability.py",),
+    ),
+    Mutant(
+        "metrics-empty-token",
+        "oauth_integration/views.py",
+        'if not token or not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):',
+        'if not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):',
+        ("tests/test_observability.py",),
+    ),
+    Mutant(
+        "session-cookie-policy-removed",
+        "oauth_integration/klaviyo/transport.py",
+        "        self.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))",
+        "        pass",
+        ("tests/test_klaviyo.py",),
+    ),
+    Mutant(
+        "send-through-the-cookie-jar",
+        "oauth_integration/klaviyo/transport.py",
+        "response = session.get_adapter(url).send(prepared, timeout",
+        "response = session.send(prepared, allow_redirects=False, timeout",
+        ("tests/test_klaviyo.py",),
+    ),
+    Mutant(
+        "closed-pool-reused",
+        "oauth_integration/klaviyo/transport.py",
+        "if pool is None or pool.pool is None:",
+        "if pool is None:",
+        ("tests/test_klaviyo.py",),
+    ),
+    Mutant(
+        "users-cached-across-requests",
+        "klaviyo_site/settings.py",
+        '    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"\n',
+        '    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"\n'
+        '    AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.AllowAllUsersModelBackend"]\n',
+        ("tests/test_access_reflects_database.py",),
+    ),
+    # --- the findings of the audit of 2026-12-07 ------------------------------------------
+    Mutant(
+        "api-path-not-checked",
+        "oauth_integration/klaviyo/transport.py",
+        "if not path.startswith(API_PREFIX):",
+        "if False:",
+        ("tests/test_calls.py", "tests/test_klaviyo.py"),
+    ),
+    Mutant(
+        "retry-never-sleeps",
+        "oauth_integration/klaviyo/transport.py",
+        "            time.sleep(self.planned_wait)",
+        "            pass",
+        ("tests/test_klaviyo.py",),
+    ),
+    Mutant(
+        "paging-without-cycle-check",
+        "oauth_integration/services/calls.py",
+        "if page in seen:",
+        "if False:",
+        ("tests/test_calls.py", "tests/test_services.py"),
+    ),
+    Mutant(
+        "refresh-with-the-new-token-under-the-old-lease",
+        "oauth_integration/services/refresh.py",
+        "if latest is None or latest.version != connection.version:",
+        "if latest is None:",
+        ("tests/test_races.py", "tests/test_services.py"),
+    ),
+    Mutant(
+        "foreign-browser-state-kept",
+        "oauth_integration/services/connect.py",
+        "    pending = PkceCode.objects.take(state)\n",
+        "    peek = PkceCode.objects.filter(state_hash=pkce.digest(state)).first()\n"
+        "    if peek is not None and (browser_binding is None or "
+        "peek.browser_binding_hash != pkce.digest(browser_binding)):\n"
+        '        raise AuthorizationStateError("This authorization was started in a different browser session.")\n'
+        "    pending = PkceCode.objects.take(state)\n",
+        ("tests/test_views.py", "tests/test_bad_input.py"),
+    ),
+    Mutant(
+        "return-url-control-characters",
+        "oauth_integration/links.py",
+        "len(url) > RETURN_URL_MAX_LENGTH or _CONTROL_CHARACTERS.search(url):",
+        "len(url) > RETURN_URL_MAX_LENGTH:",
+        ("tests/test_return_url.py",),
+    ),
+    Mutant(
+        "access-log-path-unescaped",
+        "klaviyo_site/gunicorn.conf.py",
+        'path = _escaped(self._mask(environ.get("PATH_INFO", "-")))',
+        'path = self._mask(environ.get("PATH_INFO", "-"))',
+        ("tests/test_deploy.py::test_gunicorn_access_lines_escape_what_the_client_sent",),
+    ),
+    Mutant(
+        "metrics-directory-group-writable",
+        "klaviyo_site/gunicorn.conf.py",
+        "if found.st_mode & 0o022:",
+        "if found.st_mode & 0o002:",
+        ("tests/test_deploy.py::test_gunicorn_refuses_a_named_metrics_directory_others_could_write_to",),
+    ),
+    Mutant(
+        "request-id-from-any-client",
+        "oauth_integration/logs.py",
+        'given = request.headers.get(REQUEST_ID_HEADER, "") if conf.request_id_from_proxy else ""',
+        'given = request.headers.get(REQUEST_ID_HEADER, "")',
+        ("tests/test_observability.py",),
+    ),
+    Mutant(
+        "sandbox-opens-access",
+        "oauth_integration/access.py",
+        "return conf.open_access or user.has_perm(permission)",
+        "return conf.sandbox or user.has_perm(permission)",
+        ("tests/test_sandbox_is_not_open_access.py",),
+    ),
+    Mutant(
+        "open-access-without-debug",
+        "oauth_integration/conf.py",
+        'return bool(setting("KLAVIYO_OPEN_ACCESS")) and self.debug',
+        'return bool(setting("KLAVIYO_OPEN_ACCESS"))',
+        ("tests/test_sandbox_is_not_open_access.py",),
+    ),
+)
 
 
 def project_files() -> list[str]:
