@@ -47,18 +47,23 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
 
-# Production serving: gunicorn (behind a TLS-terminating proxy), static files by WhiteNoise.
-# Configure through the environment (or .env): DEBUG off, SECRET_KEY, TOKEN_ENCRYPTION_KEY,
-# KLAVIYO_CLIENT_ID/SECRET, ALLOWED_HOSTS, DATABASE_URL. Worker processes, threads and the
-# worker class come from WEB_CONCURRENCY, GUNICORN_THREADS and GUNICORN_WORKER_CLASS, one socket
-# per worker from GUNICORN_REUSE_PORT, read by klaviyo_site/gunicorn.conf.py (defaults 2, 2,
-# gthread, true; the bench serves the same way).
+# Production serving (behind a TLS-terminating proxy), static files by WhiteNoise: gunicorn by
+# default (klaviyo_site/gunicorn.conf.py: WEB_CONCURRENCY, GUNICORN_THREADS, GUNICORN_WORKER_CLASS,
+# GUNICORN_REUSE_PORT), or granian with SERVER=granian (klaviyo_site/serve.py: worker processes
+# WEB_CONCURRENCY, threads SERVER_THREADS, defaults 2 and 2). Configure the
+# app through the environment (or .env): DEBUG off, SECRET_KEY, TOKEN_ENCRYPTION_KEY,
+# KLAVIYO_CLIENT_ID/SECRET, ALLOWED_HOSTS, DATABASE_URL. The bench serves the same way.
 BIND ?= 127.0.0.1:$(PORT)
+SERVER ?= gunicorn
 
 serve: $(VENV)/.runtime
 	$(PY) manage.py collectstatic --no-input --verbosity 0
 	$(PY) manage.py migrate --no-input
+ifeq ($(SERVER),gunicorn)
 	$(VENV)/bin/gunicorn klaviyo_site.wsgi --config klaviyo_site/gunicorn.conf.py --bind $(BIND)
+else
+	$(PY) -m klaviyo_site.serve --bind $(BIND)
+endif
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .

@@ -202,7 +202,9 @@ def run(bench: Bench, customers: list[str], target: str) -> None:
         of = f" (round {number + 1} of {rounds})" if rounds > 1 else ""
         step(f"ours: /profiles through {bench.serving.describe()}{of}")
         port = processes.free_port()
-        with processes.gunicorn(bench.env, port, bench.serving, bench.logs / "compare-gunicorn.log") as server:
+        with processes.app_server(
+            bench.env, port, bench.serving, bench.logs / f"compare-{bench.serving.server}.log"
+        ) as server:
             cookie = {"Cookie": bench.session_cookie}
             ours.append(measure(bench, server, cookie, customers, target, seed.expire if not number else None))
         step(f"the Node example: /profiles{of}")
@@ -245,7 +247,7 @@ def report(bench: Bench, ours: list[Side], node: list[Side]) -> None:
             measurement="  failed requests under load", ours=sum(a for a, _ in failed), node=sum(b for _, b in failed)
         )
     table.add(
-        measurement="  share of our CPU per gunicorn worker",
+        measurement="  share of our CPU per worker",
         ours="; ".join(shares(side.cpu[1:]) for side in ours),
         node="one process",
     )

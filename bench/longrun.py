@@ -135,13 +135,15 @@ def metrics_overhead(bench: Bench) -> None:
         step(f"/profiles with metrics {label}")
         env = {**bench.env, "METRICS_TOKEN": token}
         port = processes.free_port()
-        with processes.gunicorn(env, port, bench.serving, bench.logs / f"metrics-{label}-gunicorn.log") as server:
+        with processes.app_server(
+            env, port, bench.serving, bench.logs / f"metrics-{label}-{bench.serving.server}.log"
+        ) as server:
             processes.get(port, paths[0], cookie)
             load, cpu = compare.drive(bench, port, paths, cookie, server.pids())
         results[label] = load
         bench.table.add_load(
             section="5",
-            measurement=f"GET /profiles/<id> via gunicorn, metrics {label}, {bench.args.compare_connections} conns",
+            measurement=f"GET /profiles/<id> via the server, metrics {label}, {bench.args.compare_connections} conns",
             result=load,
             cpu=sum(cpu),
         )

@@ -1,4 +1,4 @@
-"""The processes the bench serves with: the fake upstream, gunicorn and the Node example.
+"""The processes the bench serves with: the fake upstream, the app (granian or gunicorn) and the Node example.
 
 Each is a context manager that starts the process, waits until it answers, and stops it
 (SIGTERM, then SIGKILL) on the way out, also on failure or Ctrl-C. Also here: free ports,
@@ -42,18 +42,26 @@ class Server:
 
 @dataclass(frozen=True)
 class Serving:
-    """How gunicorn serves: worker processes, threads each, worker class."""
+    """How the app is served: the server (granian, as ``make serve``, or gunicorn), worker
+    processes, threads each, and gunicorn's worker class."""
 
+    server: str
     workers: int
     threads: int
-    worker_class: str
+    worker_class: str = "gthread"
 
     def describe(self) -> str:
+        if self.server == "granian":
+            return f"granian {self.workers} workers x {self.threads} threads"
         return f"gunicorn {self.workers} workers x {self.threads} threads ({self.worker_class})"
 
 
-def serving_defaults(env: dict[str, str]) -> Serving:
-    """The serving settings ``make serve`` uses, read from gunicorn.conf.py under ``env``."""
+def serving_defaults(env: dict[str, str], server: str) -> Serving:
+    """The serving settings ``make serve`` (or ``make serve SERVER=gunicorn``) uses under ``env``."""
+    if server == "granian":
+        return Serving(
+            "granian", _positive(env, "WEB_CONCURRENCY", 2), _positive(env, "SERVER_THREADS", 2), worker_class=""
+        )
     saved = dict(os.environ)
     try:
         os.environ.clear()
@@ -62,7 +70,12 @@ def serving_defaults(env: dict[str, str]) -> Serving:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    return Serving(int(conf["workers"]), int(conf["threads"]), str(conf["worker_class"]))
+    return Serving("gunicorn", int(conf["workers"]), int(conf["threads"]), str(conf["worker_class"]))
+
+
+def _positive(env: dict[str, str], name: str, default: int) -> int:
+    value = env.get(name, "").strip()
+    return int(value) if value else default
 
 
 def free_port() -> int:
@@ -130,8 +143,14 @@ def serve(name: str, command: list[str], *, cwd: Path, env: dict[str, str], port
             stop(process)
 
 
-def gunicorn(env: dict[str, str], port: int, serving: Serving, log: Path) -> contextlib.AbstractContextManager[Server]:
-    """gunicorn exactly as ``make serve`` starts it, with the serving settings spelled out."""
+def app_server(
+    env: dict[str, str], port: int, serving: Serving, log: Path
+) -> contextlib.AbstractContextManager[Server]:
+    """The app exactly as ``make serve`` starts it (granian, or gunicorn), with the serving settings spelled out."""
+    if serving.server == "granian":
+        command = [sys.executable, "-m", "klaviyo_site.serve", "--bind", f"{HOST}:{port}"]
+        env = {**env, "WEB_CONCURRENCY": str(serving.workers), "SERVER_THREADS": str(serving.threads)}
+        return serve("granian", command, cwd=ROOT, env=env, port=port, log=log)
     command = [
         *(sys.executable, "-m", "gunicorn", "klaviyo_site.wsgi", "--config", GUNICORN_CONF),
         *("--workers", str(serving.workers), "--threads", str(serving.threads)),

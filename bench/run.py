@@ -49,10 +49,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=4, help="client connections of section 1's second runs")
     parser.add_argument("--connections", type=int, default=100_000, help="connections seeded for section 3")
     parser.add_argument("--due", type=int, default=10_000, help="of which due for refresh_tokens")
-    serving = parser.add_argument_group("serving (defaults: klaviyo_site/gunicorn.conf.py, as make serve)")
-    serving.add_argument("--workers", type=int, help="gunicorn worker processes (WEB_CONCURRENCY)")
-    serving.add_argument("--threads", type=int, help="threads per worker (GUNICORN_THREADS)")
-    serving.add_argument("--worker-class", help="gunicorn worker class (GUNICORN_WORKER_CLASS)")
+    serving = parser.add_argument_group("serving (defaults: as make serve)")
+    serving.add_argument(
+        "--server", choices=("granian", "gunicorn"), default="gunicorn", help="the HTTP server (default: %(default)s)"
+    )
+    serving.add_argument("--workers", type=int, help="worker processes (WEB_CONCURRENCY)")
+    serving.add_argument("--threads", type=int, help="threads per worker (SERVER_THREADS; gunicorn: GUNICORN_THREADS)")
+    serving.add_argument("--worker-class", help="gunicorn's worker class (GUNICORN_WORKER_CLASS)")
     node = parser.add_argument_group("the Node comparison")
     node.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto", help="auto: wrk when on PATH")
     node.add_argument("--compare-seconds", type=float, default=10.0, help="measured seconds per side")
@@ -117,9 +120,10 @@ def start(args: argparse.Namespace, logs: Path) -> Bench:
         app_port = processes.free_port()
         os.environ.update(seed.app_environment(database_url, upstream.port, app_port))
         env = dict(os.environ)  # gunicorn and manage.py inherit the environment, as they would when deployed
-        overrides = {"WEB_CONCURRENCY": args.workers, "GUNICORN_THREADS": args.threads}
-        overrides["GUNICORN_WORKER_CLASS"] = args.worker_class
-        serving = processes.serving_defaults({**env, **{k: str(v) for k, v in overrides.items() if v is not None}})
+        threads = "SERVER_THREADS" if args.server == "granian" else "GUNICORN_THREADS"
+        overrides = {"WEB_CONCURRENCY": args.workers, threads: args.threads, "GUNICORN_WORKER_CLASS": args.worker_class}
+        given = {name: str(value) for name, value in overrides.items() if value is not None}
+        serving = processes.serving_defaults({**env, **given}, args.server)
         bench = Bench(args, env, upstream, serving, logs, Path(tmp), header=machine())
         run(bench, db_label)
     return bench
@@ -150,7 +154,7 @@ def run(bench: Bench, db_label: str) -> None:
         db_version = cursor.fetchone()[0]
     bench.header += [
         f"database: {db_label}, version {db_version}",
-        f"serving: {bench.serving.describe()}, as make serve (klaviyo_site/gunicorn.conf.py); DEBUG off",
+        f"serving: {bench.serving.describe()}, as make serve; DEBUG off",
     ]
     main_parts = {"calls", "scale", "crypto", "walk", "keepalive", "metrics"} & set(parts)
     # The per-call load's customers and one more for single-flight; the comparison's, and one more for its checks.

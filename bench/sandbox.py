@@ -60,7 +60,7 @@ def run(bench: Bench) -> None:
     port = processes.free_port()
     env = {**bench.env, "KLAVIYO_SANDBOX": "true", "KLAVIYO_SANDBOX_RATE_LIMIT": "0"}
     headers = {"Authorization": f"Bearer {sandbox_token(env['KLAVIYO_CLIENT_ID'])}", "revision": REVISION}
-    with processes.gunicorn(env, port, bench.serving, bench.logs / "sandbox-gunicorn.log") as server:
+    with processes.app_server(env, port, bench.serving, bench.logs / f"sandbox-{bench.serving.server}.log") as server:
         answer = processes.get(port, "/sandbox/api/profiles", headers)
         if answer.status != 200:
             raise RuntimeError(f"the sandbox answered {answer.status}: {answer.body[:200]!r}")

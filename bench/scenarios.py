@@ -138,17 +138,17 @@ def per_call(bench: Bench) -> None:
         concurrency=n,
     )
 
-    with processes.gunicorn(bench.env, port, bench.serving, bench.logs / "gunicorn.log") as server:
+    with processes.app_server(bench.env, port, bench.serving, bench.logs / f"{bench.serving.server}.log") as server:
         answer = processes.get(port, f"/profiles/{customers[0]}", cookie)
         if answer.status != 200:
             raise RuntimeError(f"/profiles answered {answer.status}: {answer.body[:300]!r}")
         workers = processes.children(server.pid)
-        step("/profiles through gunicorn")
+        step(f"/profiles through {bench.serving.describe()}")
         upstream_call(up.port, "POST", "/_reset")
         app_1, app_cpu = measured_load(workers, port, app_requests, total=args.requests, concurrency=1)
         table.add_load(
             section="1",
-            measurement="GET /profiles/<id> via gunicorn, staff session, 1 conn",
+            measurement="GET /profiles/<id> via the app server, staff session, 1 conn",
             result=app_1,
             cpu=sum(app_cpu),
             notes=versus(app_1, upstream_1),
@@ -198,7 +198,7 @@ def per_call(bench: Bench) -> None:
             if peaks
             else "n/a"
         )
-    table.add(section="3", measurement="gunicorn worker peak RSS (VmHWM) after the load", notes=memory)
+    table.add(section="3", measurement="app worker peak RSS (VmHWM) after the load", notes=memory)
     in_process(bench, upstream_1, sum(app_cpu) / app_1.requests)
 
 
