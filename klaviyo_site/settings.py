@@ -194,10 +194,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     # Tests use a file so several threads can share one database.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
-# Keep connections across requests on every engine: opening one costs more than a whole
-# /profiles request's queries (on SQLite: Django's per-connection set-up plus the PRAGMAs).
+# On PostgreSQL, DATABASE_POOL=N keeps a pool of up to N connections per process (psycopg_pool,
+# through Django's "pool" option): a request borrows one for its queries and gives it back,
+# without Django's per-request health check (a SELECT 1 before the first query). Otherwise,
+# and on every other engine, each thread keeps its own connection across requests: opening one
+# costs more than a whole /profiles request's queries (on SQLite: Django's per-connection
+# set-up plus the PRAGMAs), and a health check finds one the server has dropped.
+_pool_size = _env("DATABASE_POOL", "int", default=0)
+if _pool_size < 0:
+    SETTINGS_ERRORS.append("DATABASE_POOL must be a number of connections (0: no pool)")
+_pooled = _pool_size > 0 and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+if _pooled:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": _pool_size, "timeout": 10}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django returns the connection to the pool after each request
 DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
-DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", not _pooled)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

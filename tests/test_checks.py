@@ -190,3 +190,44 @@ def test_only_a_cache_every_server_shares_serves_sessions_and_users_always_come_
         CACHE_URL=url,
     )
     assert printed == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "pool", "expected"),
+    [
+        ("postgres://user@db.example:5432/app", "4", "({'min_size': 1, 'max_size': 4, 'timeout': 10}, 0, False)"),
+        ("postgres://user@db.example:5432/app", "", "(None, 60, True)"),
+        ("sqlite:///db.sqlite3", "4", "(None, 60, True)"),  # a pool is PostgreSQL's: SQLite keeps its own
+    ],
+)
+def test_database_pool_borrows_connections_per_request_on_postgresql_only(url, pool, expected):
+    printed = _settings_of(
+        "settings.DATABASES['default'].get('OPTIONS', {}).get('pool'), "
+        "settings.DATABASES['default']['CONN_MAX_AGE'], settings.DATABASES['default']['CONN_HEALTH_CHECKS']",
+        DEBUG="true",
+        DATABASE_URL=url,
+        DATABASE_POOL=pool,
+    )
+    assert printed == expected
+
+
+@pytest.mark.parametrize("pool", ["-1", "four"])
+def test_a_malformed_database_pool_is_reported_by_name(pool):
+    printed = _settings_of("settings.SETTINGS_ERRORS", DEBUG="true", DATABASE_POOL=pool)
+    assert "DATABASE_POOL must be" in printed
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="needs DATABASE_URL to name PostgreSQL"
+)
+def test_database_pool_serves_queries_on_a_real_postgresql_server():
+    code = (
+        "from django.db import connection; "
+        "print([connection.cursor().execute('SELECT 1').fetchone()[0] for _ in range(3)], "
+        "connection.pool.max_size, connection.pool.get_stats()['pool_size'] >= 1)"
+    )
+    result = _manage(
+        "shell", "--verbosity", "0", "-c", code, DATABASE_URL=os.environ["DATABASE_URL"], DATABASE_POOL="3"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[1, 1, 1] 3 True"
