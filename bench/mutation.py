@@ -238,6 +238,20 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_deploy.py::test_gunicorn_refuses_a_named_metrics_directory_others_could_write_to",),
     ),
     Mutant(
+        "granian-access-path-unescaped",
+        "klaviyo_site/serve.py",
+        'path = escaped(self._mask(str(fields.get("path", "-"))))',
+        'path = self._mask(str(fields.get("path", "-")))',
+        ("tests/test_serve.py::test_granian_access_lines_escape_what_the_client_sent",),
+    ),
+    Mutant(
+        "granian-shares-a-taken-port",
+        "klaviyo_site/serve.py",
+        "    refuse_a_taken_address(host, port)\n",
+        "",
+        ("tests/test_serve.py::test_a_second_granian_on_a_taken_port_stops_and_the_first_keeps_serving",),
+    ),
+    Mutant(
         "request-id-from-any-client",
         "oauth_integration/logs.py",
         'given = request.headers.get(REQUEST_ID_HEADER, "") if conf.request_id_from_proxy else ""',
