@@ -41,7 +41,7 @@ def get_profiles(
 def get_profiles_json(*, customer_identifier: str, page_size: int | None = None, cursor: str | None = None) -> bytes:
     """``get_profiles``, as the JSON bytes Klaviyo sent, for a view that passes them on unchanged."""
     params = _page_params(page_size, cursor)
-    return _as_customer(
+    return as_customer(
         customer_identifier,
         "GET",
         "/api/profiles",
@@ -78,7 +78,7 @@ def call_klaviyo(
     not an API path (``/api/...``, see ``klaviyo.check_path``) raises KlaviyoPathRefused (a
     ValueError: a programming error) before the token is read.
     """
-    return _as_customer(
+    return as_customer(
         customer_identifier,
         method,
         path,
@@ -86,8 +86,14 @@ def call_klaviyo(
     )
 
 
-def _as_customer(customer_identifier: str, method: str, path: str, send: Callable[[str], T]) -> T:
-    """``send(access_token)`` with a usable token; on a 401, one refresh and one retry."""
+def as_customer(customer_identifier: str, method: str, path: str, send: Callable[[str], T]) -> T:
+    """``send(access_token)`` with a usable token; on a 401, one refresh and one retry.
+
+    What ``call_klaviyo`` and the SDK bound to a customer (``oauth_integration.sdk``) both do
+    around one request: ``path`` checked first, the token refreshed (single-flight) when it
+    expires within the margin, failures recorded on the connection. ``send`` raises the
+    ``KlaviyoError`` of a failed request (``klaviyo.client.request`` does).
+    """
     check_path(path)  # before the token is read, refreshed or sent
     connection = fresh_connection(customer_identifier)
     try:
