@@ -14,11 +14,13 @@ No database transaction is ever held open across a call to Klaviyo.
 """
 
 from oauth_integration.services.calls import (
+    Page,
     call_klaviyo,
     check_connection,
     get_profiles,
     get_profiles_json,
     iter_klaviyo,
+    iter_pages,
 )
 from oauth_integration.services.connect import (
     Connected,
@@ -46,6 +48,7 @@ __all__ = [
     "Declined",
     "Disconnected",
     "KeyRotationReport",
+    "Page",
     "PurgeReport",
     "RefreshOutcome",
     "RefreshReport",
@@ -60,6 +63,7 @@ __all__ = [
     "get_profiles",
     "get_profiles_json",
     "iter_klaviyo",
+    "iter_pages",
     "list_connections",
     "missing_scopes",
     "purge_expired",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -17,7 +18,7 @@ from oauth_integration.exceptions import (
     ReauthorizationRequired,
     RefreshInProgress,
 )
-from oauth_integration.klaviyo import account_id_and_name, check_path
+from oauth_integration.klaviyo import account_id_and_name, check_path, page_cursor
 from oauth_integration.klaviyo import client as klaviyo
 from oauth_integration.models import ConnectionEvent, OAuthToken
 from oauth_integration.operations import required_scopes
@@ -27,6 +28,7 @@ from oauth_integration.services.refresh import fresh_connection
 logger = logging.getLogger(__name__)
 Event = ConnectionEvent.Kind
 T = TypeVar("T")
+CURSOR = "page[cursor]"
 MAX_PAGES = 10_000  # iter_klaviyo's default: a million profiles at Klaviyo's largest page size
 
 
@@ -113,6 +115,72 @@ def as_customer(customer_identifier: str, method: str, path: str, send: Callable
         raise
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of a Klaviyo collection, as ``iter_pages`` hands it out.
+
+    ``next_cursor`` is the ``page[cursor]`` of ``links.next`` (None on the last page): save it
+    once the page is processed, and a later walk started with ``cursor=`` carries on there.
+    """
+
+    resources: list[dict[str, Any]]  # data[]
+    included: list[dict[str, Any]]  # included[] (empty unless asked for with ``include``)
+    next_cursor: str | None
+    number: int  # 1 for the first page this walk read
+    last: bool  # no links.next: the collection ends here
+
+
+def iter_pages(
+    *,
+    customer_identifier: str,
+    path: str,
+    params: dict[str, str] | None = None,
+    cursor: str | None = None,
+    max_pages: int | None = None,
+) -> Iterator[Page]:
+    """The pages of a Klaviyo collection, in order, from the first or from a saved ``cursor``.
+
+    Follows ``links.next`` (only its query: the host and path stay Klaviyo's and ``path``),
+    one page in memory at a time, refreshing the token mid-walk when it expires. Stops after
+    the last page, or quietly after ``max_pages`` pages (None: no limit): the last page's
+    ``next_cursor`` then says where to resume. Raises what ``call_klaviyo`` raises, and
+    KlaviyoPagingError when ``links.next`` leads back to a page already read (the walk
+    would never end). ``cursor`` may be a bare cursor or a whole ``links.next`` URL.
+    """
+    page_params = dict(params or {})
+    if cursor:
+        page_params[CURSOR] = page_cursor(cursor)
+    seen = {frozenset(page_params.items())}
+    number = 0
+    while True:
+        body = call_klaviyo(customer_identifier=customer_identifier, path=path, params=page_params) or {}
+        number += 1
+        links = body.get("links") if isinstance(body.get("links"), dict) else {}
+        next_url = links.get("next")
+        next_params = (
+            dict(parse_qsl(urlsplit(next_url).query, keep_blank_values=True))
+            if isinstance(next_url, str) and next_url
+            else None
+        )
+        yield Page(
+            resources=_list(body.get("data")),
+            included=_list(body.get("included")),
+            next_cursor=(next_params.get(CURSOR) or None) if next_params is not None else None,
+            number=number,
+            last=next_params is None,
+        )
+        if next_params is None or (max_pages is not None and number >= max_pages):
+            return
+        if frozenset(next_params.items()) in seen:
+            raise KlaviyoPagingError(f"GET {path}: links.next of page {number} leads back to a page already read")
+        seen.add(frozenset(next_params.items()))
+        page_params = next_params
+
+
+def _list(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def iter_klaviyo(
     *,
     customer_identifier: str,
@@ -122,31 +190,13 @@ def iter_klaviyo(
 ) -> Iterator[dict[str, Any]]:
     """Every resource of ``data[]`` across all pages of a Klaviyo collection, in order.
 
-    Follows ``links.next`` (only its query: the host and path stay Klaviyo's and ``path``),
-    one page in memory at a time, refreshing the token mid-walk when it expires; stops
-    after the last page. Raises what ``call_klaviyo`` raises, and KlaviyoPagingError when
-    ``links.next`` leads back to a page already read (the walk would never end) or when
-    there would be more than ``max_pages`` pages (None: no limit).
+    ``iter_pages`` with only the resources: raises what it raises, and KlaviyoPagingError
+    when there would be more than ``max_pages`` pages (None: no limit).
     """
-    page_params = dict(params or {})
-    seen = {frozenset(page_params.items())}
-    pages = 0
-    while True:
-        body = call_klaviyo(customer_identifier=customer_identifier, path=path, params=page_params) or {}
-        pages += 1
-        data = body.get("data")
-        yield from data if isinstance(data, list) else ()
-        links = body.get("links") if isinstance(body.get("links"), dict) else {}
-        next_url = links.get("next")
-        if not isinstance(next_url, str) or not next_url:
-            return
-        page_params = dict(parse_qsl(urlsplit(next_url).query, keep_blank_values=True))
-        page = frozenset(page_params.items())
-        if page in seen:
-            raise KlaviyoPagingError(f"GET {path}: links.next of page {pages} leads back to a page already read")
-        if max_pages is not None and pages >= max_pages:
+    for page in iter_pages(customer_identifier=customer_identifier, path=path, params=params, max_pages=max_pages):
+        yield from page.resources
+        if not page.last and max_pages is not None and page.number >= max_pages:
             raise KlaviyoPagingError(f"GET {path}: more than {max_pages} pages (max_pages); stopped")
-        seen.add(page)
 
 
 def _detail(exc: KlaviyoError, method: str, path: str) -> str:
