@@ -431,6 +431,33 @@ def test_a_walk_interrupted_after_page_3_and_resumed_from_its_saved_cursor_visit
     caplog.get_records("call").clear()
 
 
+# --- fresh_access_token: for clients that call Klaviyo themselves -----------------------------
+
+
+def test_fresh_access_token_hands_out_a_usable_token_without_refreshing_it(mocked_responses, connected):
+    OAuthToken.objects.update(last_called_at=None)
+    token = services.fresh_access_token(customer_identifier="cust-1")
+    assert (token.access_token, token.scopes) == ("at-cust-1", "accounts:read lists:read lists:write profiles:read")
+    assert "at-cust-1" not in repr(token)
+    assert OAuthToken.objects.get().last_called_at is not None  # handed out: in use, kept alive
+
+
+def test_fresh_access_token_refreshes_one_that_expires_within_the_margin(mocked_responses, connected):
+    OAuthToken.objects.update(expires_at=timezone.now() + timedelta(seconds=10))
+    mocked_responses.post(TOKEN_URL, json=token_body("at-2", "rt-2", expires_in=3600))
+    token = services.fresh_access_token(customer_identifier="cust-1")
+    assert token.access_token == "at-2"
+    assert token.expires_at > timezone.now() + timedelta(minutes=59)
+
+
+def test_fresh_access_token_refreshes_a_rejected_token_once_and_not_one_already_replaced(mocked_responses, connected):
+    mocked_responses.post(TOKEN_URL, json=token_body("at-2", "rt-2"))
+    assert services.fresh_access_token(customer_identifier="cust-1", rejected="at-cust-1").access_token == "at-2"
+    # A second caller reports the same rejected token: it was already replaced, no refresh.
+    assert services.fresh_access_token(customer_identifier="cust-1", rejected="at-cust-1").access_token == "at-2"
+    assert len(mocked_responses.calls) == 1
+
+
 # --- a path that would leave Klaviyo -------------------------------------------------------
 
 

@@ -14,9 +14,11 @@ No database transaction is ever held open across a call to Klaviyo.
 """
 
 from oauth_integration.services.calls import (
+    AccessToken,
     Page,
     call_klaviyo,
     check_connection,
+    fresh_access_token,
     get_profiles,
     get_profiles_json,
     iter_klaviyo,
@@ -44,6 +46,7 @@ from oauth_integration.services.maintenance import (
 from oauth_integration.services.refresh import refresh_connection
 
 __all__ = [
+    "AccessToken",
     "Connected",
     "Declined",
     "Disconnected",
@@ -60,6 +63,7 @@ __all__ = [
     "database_is_up",
     "decline_authorization",
     "disconnect",
+    "fresh_access_token",
     "get_profiles",
     "get_profiles_json",
     "iter_klaviyo",

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -226,6 +228,37 @@ def _call(connection: OAuthToken, method: str, path: str, send: Callable[[str], 
     if not connection.called_since_refresh:
         OAuthToken.objects.mark_called(customer)  # once per access token, for the keep-alive
     return body
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A usable access token for a customer, for code that calls Klaviyo itself. ``repr`` hides it."""
+
+    access_token: str = field(repr=False)
+    expires_at: datetime | None
+    scopes: str  # what the customer granted, space-separated
+
+
+def fresh_access_token(*, customer_identifier: str, rejected: str | None = None) -> AccessToken:
+    """The customer's access token, valid for at least KLAVIYO_REFRESH_MARGIN_SECONDS more, for a
+    client that calls Klaviyo on its own (another language, another service, an SDK).
+
+    The guarantees of ``call_klaviyo``: a token that expires within the margin is refreshed
+    first, by one worker at a time across every process (the others wait for it and get the
+    new token). ``rejected``: a token Klaviyo just answered 401 to. If it is still the stored
+    one it is refreshed (once, however many callers report it at the same time); if it was
+    already replaced, the new one is returned. Send the token as ``Authorization: Bearer``
+    with a ``revision`` header, and refresh nothing yourself: the refresh token never leaves
+    this app. Raises TokenNotFound, ReauthorizationRequired, RefreshInProgress or KlaviyoError.
+    """
+    connection = fresh_connection(customer_identifier)
+    if rejected is not None and secrets.compare_digest(str(connection.access_token or "").encode(), rejected.encode()):
+        connection = fresh_connection(customer_identifier, rejected_version=connection.version)
+    if not connection.called_since_refresh:
+        OAuthToken.objects.mark_called(customer_identifier)  # handed out: the connection is in use
+    return AccessToken(
+        access_token=str(connection.access_token or ""), expires_at=connection.expires_at, scopes=connection.scopes
+    )
 
 
 def check_connection(*, customer_identifier: str) -> str:
