@@ -8,6 +8,7 @@ from klaviyo_sandbox.api import router
 app_name = "klaviyo_sandbox"
 
 urlpatterns = [
+    path("apps", views.apps, name="apps"),
     path("oauth/authorize", views.authorize, name="authorize"),
     path("oauth/token", views.token, name="token"),
     path("oauth/revoke", views.revoke, name="revoke"),

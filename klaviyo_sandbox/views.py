@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from klaviyo_sandbox import consent, services
 from klaviyo_sandbox.accounts import ACCOUNTS
@@ -74,6 +74,26 @@ def authorize(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(
         consent.approve(request=authorization_request, account_id=answer.cleaned_data["account"])
     )
+
+
+# --- the app listing: installs that start in Klaviyo -------------------------------------
+
+
+def _install_url() -> str:
+    """The app's install URL: the integration's /install, when it is mounted in this project."""
+    try:
+        return reverse("oauth_integration:install")
+    except NoReverseMatch:
+        return ""
+
+
+@sandbox_only
+@require_safe
+@never_cache
+def apps(request: HttpRequest) -> HttpResponse:
+    """The app's page in Klaviyo's listing, imitated: its Install button sends the browser to the
+    app's install URL, as Klaviyo does for installs that start in Klaviyo."""
+    return _page(request, "klaviyo_sandbox/apps.html", {"app_name": conf.app_name, "install_url": _install_url()})
 
 
 # --- /oauth/token and /oauth/revoke ------------------------------------------------------

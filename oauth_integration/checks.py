@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.urls import NoReverseMatch, reverse
+from django.utils.module_loading import import_string
 
 from oauth_integration import crypto, links
 from oauth_integration.conf import NUMBERS, SETTINGS, conf, setting
@@ -88,6 +89,14 @@ def check_klaviyo_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="oauth_integration.E013",
             )
         )
+    if conf.install_customers and not _importable(conf.install_customers):
+        messages.append(
+            Error(
+                "KLAVIYO_INSTALL_CUSTOMERS must be the dotted path of a function (user) -> customer identifiers.",
+                hint="For example shop.klaviyo.customers_of; leave it empty to turn /install off.",
+                id="oauth_integration.E020",
+            )
+        )
     if not conf.scopes:
         messages.append(Error("KLAVIYO_SCOPES must list at least one scope.", id="oauth_integration.E006"))
     revision = conf.revision
@@ -148,3 +157,10 @@ def check_malformed_settings(**kwargs: Any) -> list[CheckMessage]:
     problems = list(getattr(settings, "SETTINGS_ERRORS", []))
     problems += SETTINGS.problems(NUMBERS)
     return [Error(f"Malformed setting: {problem}.", id="oauth_integration.E010") for problem in problems]
+
+
+def _importable(dotted_path: str) -> bool:
+    try:
+        return callable(import_string(dotted_path))
+    except ImportError:
+        return False

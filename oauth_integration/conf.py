@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "KLAVIYO_START_LINK_MAX_AGE": 600,
     "KLAVIYO_RETURN_URL": "",
     "KLAVIYO_RETURN_URL_HOSTS": (),
+    "KLAVIYO_INSTALL_CUSTOMERS": "",
     "KLAVIYO_MAX_PENDING_PER_BROWSER": 5,
     "KLAVIYO_MAX_PENDING_PER_LINK": 3,
     "KLAVIYO_EVENT_RETENTION_DAYS": 365,
@@ -177,6 +178,12 @@ class _Conf:
     def return_url_hosts(self) -> tuple[str, ...]:
         """Hosts (with a port unless the default) besides this site's own that return URLs may name."""
         return _names(setting("KLAVIYO_RETURN_URL_HOSTS"))
+
+    @property
+    def install_customers(self) -> str:
+        """Dotted path of the host's function (user) -> customer identifiers that user may connect,
+        for installs that start in Klaviyo (/install); "": /install is off."""
+        return str(setting("KLAVIYO_INSTALL_CUSTOMERS"))
 
     @property
     def max_pending_per_browser(self) -> int:

@@ -4,7 +4,9 @@ Each is sent once, after the database commit of what it reports (at once when no
 transaction is open; never when the transaction rolls back), with ``sender=OAuthToken``
 and the keyword arguments ``customer_identifier`` and ``klaviyo_account_id``:
 
-* ``connected``: also ``reconnected`` (True when the customer had connected before);
+* ``connected``: also ``reconnected`` (True when the customer had connected before),
+  ``klaviyo_account_name`` (the account's organization name, "" if it could not be read)
+  and ``scopes`` (what the customer granted, space-separated, as stored on the connection);
 * ``refreshed``;
 * ``needs_reauthorization``: also ``reason`` (a ``FailureReason`` value);
 * ``disconnected``.

@@ -8,6 +8,7 @@ app_name = "oauth_integration"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("install", views.install, name="install"),
     path("start/<str:customer_identifier>", views.start, name="start"),
     path("authorize", views.authorize, name="authorize"),
     path("profiles/<str:customer_identifier>", views.profiles, name="profiles"),

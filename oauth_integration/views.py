@@ -20,6 +20,7 @@ from oauth_integration.exceptions import AuthorizationRefused
 from oauth_integration.forms import CallbackForm, ConnectForm, ProfilesQueryForm, first_error
 from oauth_integration.http_errors import answers_errors, json_problem, page_problem
 from oauth_integration.links import build_start_link, callback_url, verify_start_link
+from oauth_integration.services import install as install_service
 from oauth_integration.validators import validate_customer_identifier
 
 # The browser's half of the state binding: a random secret kept in its Django session.
@@ -85,6 +86,40 @@ def start(request: HttpRequest, customer_identifier: str) -> HttpResponse:
         redirect_uri=callback_url(request),
     )
     return HttpResponseRedirect(authorize_url)
+
+
+@require_GET
+@never_cache
+@answers_errors(page_problem())
+def install(request: HttpRequest) -> HttpResponse:
+    """Klaviyo's app listing sends the browser here (installs that start in Klaviyo).
+
+    Anonymous visitors log in first (LOGIN_URL) and come back. A user with one customer
+    (KLAVIYO_INSTALL_CUSTOMERS) goes to that customer's start link, made for them; with
+    several, they choose (``?customer=``); with none, a 403 page. Off (404) until the
+    setting names the host's function.
+    """
+    if not install_service.installs_enabled():
+        raise Http404("Installs that start in Klaviyo are not set up on this site.")
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    customers = install_service.installable_customers(request.user)
+    if not customers:
+        return _page(
+            request,
+            403,
+            "No account to connect",
+            "Your account on this site has nothing Klaviyo can be connected to. "
+            "Ask the site's team to give you access, then install the app again from Klaviyo.",
+        )
+    chosen = request.GET.get("customer")
+    if chosen is None and len(customers) == 1:
+        chosen = customers[0]
+    if chosen is None:
+        return render(request, "oauth_integration/install.html", {"customers": customers, "sandbox": conf.sandbox})
+    if chosen not in customers:
+        return _page(request, 403, "Not yours to connect", "Your account may not connect Klaviyo to that customer.")
+    return HttpResponseRedirect(build_start_link(chosen, user=request.user, absolute=False))
 
 
 def _browser_binding(request: HttpRequest) -> str:

@@ -14,6 +14,7 @@ import requests
 from django.utils import timezone
 from responses import matchers
 
+from klaviyo_sandbox.accounts import profiles_of
 from oauth_integration import services
 from oauth_integration.exceptions import (
     KlaviyoAPIError,
@@ -28,6 +29,7 @@ from oauth_integration.models import ConnectionEvent, FailureReason, OAuthToken
 from tests.conftest import KLAVIYO, TOKEN_URL, token_body
 from tests.wire_faults import ScriptedServer
 
+pytest_plugins = ["oauth_integration.testing"]
 pytestmark = pytest.mark.django_db
 
 LISTS = f"{KLAVIYO}/api/lists"
@@ -348,6 +350,112 @@ def test_iter_klaviyo_with_exactly_max_pages_pages_ends_normally(mocked_response
     mocked_responses.get(LISTS, match=[matchers.query_param_matcher({"page[cursor]": "C2"})], json=page(["l2"]))
     walked = services.iter_klaviyo(customer_identifier="cust-1", path="/api/lists", max_pages=2)
     assert [item["id"] for item in walked] == ["l1", "l2"]
+
+
+# --- iter_pages: resumable walks ---------------------------------------------------------------
+
+
+def test_iter_pages_hands_out_resources_included_and_the_next_cursor(mocked_responses, connected):
+    body = page(["l1"], f"{LISTS}?page%5Bsize%5D=1&page%5Bcursor%5D=C2")
+    body["included"] = [{"type": "tag", "id": "t1"}]
+    mocked_responses.get(LISTS, match=[matchers.query_param_matcher({"page[size]": "1", "include": "tags"})], json=body)
+    mocked_responses.get(
+        LISTS, match=[matchers.query_param_matcher({"page[size]": "1", "page[cursor]": "C2"})], json=page(["l2"])
+    )
+    pages = list(
+        services.iter_pages(
+            customer_identifier="cust-1", path="/api/lists", params={"page[size]": "1", "include": "tags"}
+        )
+    )
+    assert [(p.number, [r["id"] for r in p.resources], p.included, p.next_cursor, p.last) for p in pages] == [
+        (1, ["l1"], [{"type": "tag", "id": "t1"}], "C2", False),
+        (2, ["l2"], [], None, True),
+    ]
+
+
+@pytest.mark.parametrize("cursor", ["C7", f"{LISTS}?page%5Bcursor%5D=C7&page%5Bsize%5D=1", "http://x/?page[cursor]=C7"])
+def test_iter_pages_starts_from_a_saved_cursor_bare_or_as_a_links_next_url(mocked_responses, connected, cursor):
+    mocked_responses.get(LISTS, match=[matchers.query_param_matcher({"page[cursor]": "C7"})], json=page(["l7"]))
+    walk = services.iter_pages(customer_identifier="cust-1", path="/api/lists", cursor=cursor)
+    assert [[r["id"] for r in p.resources] for p in walk] == [["l7"]]
+
+
+def test_iter_pages_stops_quietly_after_max_pages_with_the_cursor_to_resume_from(mocked_responses, connected):
+    mocked_responses.add_callback("GET", LISTS, callback=_endless_pages)
+    pages = list(services.iter_pages(customer_identifier="cust-1", path="/api/lists", max_pages=2))
+    assert [(p.number, p.next_cursor, p.last) for p in pages] == [(1, "1", False), (2, "2", False)]
+    assert len(mocked_responses.calls) == 2
+    resumed = services.iter_pages(customer_identifier="cust-1", path="/api/lists", cursor="2", max_pages=1)
+    assert [[r["id"] for r in p.resources] for p in resumed] == [["l2"]]
+
+
+def test_iter_pages_stops_when_links_next_leads_back_to_a_page_already_read(mocked_responses, connected):
+    again = f"{LISTS}?page%5Bcursor%5D=C2"
+    mocked_responses.get(LISTS, match=[matchers.query_param_matcher({"page[cursor]": "C2"})], json=page(["l2"], again))
+    walk = services.iter_pages(customer_identifier="cust-1", path="/api/lists", cursor="C2")
+    assert next(walk).next_cursor == "C2"
+    with pytest.raises(KlaviyoPagingError, match="leads back"):
+        next(walk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_walk_interrupted_after_page_3_and_resumed_from_its_saved_cursor_visits_every_profile_once(
+    klaviyo_sandbox, caplog
+):
+    klaviyo_sandbox.connect("cust-9", account="northwind")
+    visited, saved = [], None
+
+    class Interrupted(Exception):
+        pass
+
+    def walk(cursor):
+        nonlocal saved
+        params = {"page[size]": "7", "sort": "created"}
+        for walked in services.iter_pages(
+            customer_identifier="cust-9", path="/api/profiles", params=params, cursor=cursor
+        ):
+            visited.extend(resource["id"] for resource in walked.resources)
+            saved = walked.next_cursor  # the checkpoint, once the page is processed
+            if cursor is None and walked.number == 3:
+                raise Interrupted
+
+    with pytest.raises(Interrupted):
+        walk(None)
+    assert len(visited) == 21 and saved
+    walk(saved)
+
+    everyone = [seed.id for seed in profiles_of("SbxN7w")]
+    assert sorted(visited) == sorted(everyone)
+    assert len(visited) == len(set(visited)) == len(everyone) > 21
+    assert saved is None
+    caplog.get_records("call").clear()
+
+
+# --- fresh_access_token: for clients that call Klaviyo themselves -----------------------------
+
+
+def test_fresh_access_token_hands_out_a_usable_token_without_refreshing_it(mocked_responses, connected):
+    OAuthToken.objects.update(last_called_at=None)
+    token = services.fresh_access_token(customer_identifier="cust-1")
+    assert (token.access_token, token.scopes) == ("at-cust-1", "accounts:read lists:read lists:write profiles:read")
+    assert "at-cust-1" not in repr(token)
+    assert OAuthToken.objects.get().last_called_at is not None  # handed out: in use, kept alive
+
+
+def test_fresh_access_token_refreshes_one_that_expires_within_the_margin(mocked_responses, connected):
+    OAuthToken.objects.update(expires_at=timezone.now() + timedelta(seconds=10))
+    mocked_responses.post(TOKEN_URL, json=token_body("at-2", "rt-2", expires_in=3600))
+    token = services.fresh_access_token(customer_identifier="cust-1")
+    assert token.access_token == "at-2"
+    assert token.expires_at > timezone.now() + timedelta(minutes=59)
+
+
+def test_fresh_access_token_refreshes_a_rejected_token_once_and_not_one_already_replaced(mocked_responses, connected):
+    mocked_responses.post(TOKEN_URL, json=token_body("at-2", "rt-2"))
+    assert services.fresh_access_token(customer_identifier="cust-1", rejected="at-cust-1").access_token == "at-2"
+    # A second caller reports the same rejected token: it was already replaced, no refresh.
+    assert services.fresh_access_token(customer_identifier="cust-1", rejected="at-cust-1").access_token == "at-2"
+    assert len(mocked_responses.calls) == 1
 
 
 # --- a path that would leave Klaviyo -------------------------------------------------------

@@ -52,14 +52,30 @@ def test_connected_is_sent_once_after_the_commit_first_time_and_on_reconnect(
     for callback in callbacks:
         callback()
     assert received == [
-        ("connected", OAuthToken, {"customer_identifier": "cust-1", "klaviyo_account_id": "ACC1", "reconnected": False})
+        (
+            "connected",
+            OAuthToken,
+            {
+                "customer_identifier": "cust-1",
+                "klaviyo_account_id": "ACC1",
+                "klaviyo_account_name": "Shop",
+                "scopes": "accounts:read profiles:read",
+                "reconnected": False,
+            },
+        )
     ]
     with django_capture_on_commit_callbacks(execute=True):
         connect(mocked_responses, account="ACC2")
     assert received[1] == (
         "connected",
         OAuthToken,
-        {"customer_identifier": "cust-1", "klaviyo_account_id": "ACC2", "reconnected": True},
+        {
+            "customer_identifier": "cust-1",
+            "klaviyo_account_id": "ACC2",
+            "klaviyo_account_name": "Shop",
+            "scopes": "accounts:read profiles:read",
+            "reconnected": True,
+        },
     )
 
 

@@ -89,6 +89,15 @@ def test_twenty_threads_on_an_expired_token_refresh_once(sandbox, settings, conn
     assert (row.refresh_token != "rt-cust-1") is rotate
 
 
+def test_twenty_threads_asking_for_a_fresh_access_token_cause_one_refresh(sandbox, connected):
+    connected()
+    tokens = []
+    outcomes = run_threads(20, lambda: tokens.append(services.fresh_access_token(customer_identifier="cust-1")))
+    assert outcomes == ["ok"] * 20
+    assert counters.counts() == counters.Counts(refreshes=1, api_requests=0)
+    assert {token.access_token for token in tokens} == {OAuthToken.objects.get().access_token}
+
+
 def test_when_the_one_refresh_fails_its_waiters_fail_fast_together(sandbox, settings, connected):
     settings.KLAVIYO_SANDBOX_FAIL_REFRESHES = 10**9  # every refresh fails with a 503
     settings.KLAVIYO_SANDBOX_REFRESH_DELAY = 0.3

@@ -14,7 +14,15 @@ def test_a_connected_customer_can_be_called_read_and_write_through_the_sandbox(k
     heard = []
 
     def receiver(sender, **kwargs):
-        heard.append((kwargs["customer_identifier"], kwargs["klaviyo_account_id"], kwargs["reconnected"]))
+        heard.append(
+            (
+                kwargs["customer_identifier"],
+                kwargs["klaviyo_account_id"],
+                kwargs["klaviyo_account_name"],
+                kwargs["scopes"],
+                kwargs["reconnected"],
+            )
+        )
 
     signals.connected.connect(receiver)
     try:
@@ -23,7 +31,8 @@ def test_a_connected_customer_can_be_called_read_and_write_through_the_sandbox(k
         signals.connected.disconnect(receiver)
 
     assert (connected.klaviyo_account_id, connected.klaviyo_account_name) == ("SbxB4k", "Bluebell Bakery")
-    assert heard == [("cust-1", "SbxB4k", False)]
+    granted = "accounts:read profiles:read lists:read lists:write"
+    assert heard == [("cust-1", "SbxB4k", "Bluebell Bakery", granted, False)]
     assert ConnectionEvent.objects.filter(connection__customer_identifier="cust-1", kind="connected").exists()
     profiles = list(
         services.iter_klaviyo(customer_identifier="cust-1", path="/api/profiles", params={"page[size]": "10"})

@@ -156,11 +156,14 @@ class KlaviyoClient:
         access_token: str,
         params: dict[str, str] | None = None,
         json: Any = None,
+        revision: str = "",
     ) -> requests.Response:
         """Send one API request as the customer; return the successful (2xx) response, its body read.
 
-        ``json`` is sent as a JSON:API body. Raises KlaviyoUnauthorized, KlaviyoForbidden,
-        KlaviyoThrottled, KlaviyoAPIError, KlaviyoUnavailable or KlaviyoWriteUncertain.
+        ``json`` is sent as a JSON:API body; ``revision`` is the ``revision`` header ("":
+        KLAVIYO_REVISION; Klaviyo's SDK sends the one its models were made for). Raises
+        KlaviyoUnauthorized, KlaviyoForbidden, KlaviyoThrottled, KlaviyoAPIError, KlaviyoUnavailable
+        or KlaviyoWriteUncertain.
 
         Sent by ``transport.send``, the one way out to Klaviyo: a ``path`` that is not an API
         path (``/api/...``) raises KlaviyoPathRefused (a ValueError) before anything is sent.
@@ -168,7 +171,7 @@ class KlaviyoClient:
         method = method.upper()
         if method not in METHODS:
             raise ValueError(f"Unsupported HTTP method {method!r}; use one of {', '.join(sorted(METHODS))}")
-        headers = {**DEFAULT_HEADERS, "revision": conf.revision, "Accept": JSON_API}
+        headers = {**DEFAULT_HEADERS, "revision": revision or conf.revision, "Accept": JSON_API}
         body = None
         if json is not None:
             body = json_module.dumps(json, separators=(",", ":")).encode()

@@ -14,11 +14,15 @@ No database transaction is ever held open across a call to Klaviyo.
 """
 
 from oauth_integration.services.calls import (
+    AccessToken,
+    Page,
     call_klaviyo,
     check_connection,
+    fresh_access_token,
     get_profiles,
     get_profiles_json,
     iter_klaviyo,
+    iter_pages,
 )
 from oauth_integration.services.connect import (
     Connected,
@@ -42,10 +46,12 @@ from oauth_integration.services.maintenance import (
 from oauth_integration.services.refresh import refresh_connection
 
 __all__ = [
+    "AccessToken",
     "Connected",
     "Declined",
     "Disconnected",
     "KeyRotationReport",
+    "Page",
     "PurgeReport",
     "RefreshOutcome",
     "RefreshReport",
@@ -57,9 +63,11 @@ __all__ = [
     "database_is_up",
     "decline_authorization",
     "disconnect",
+    "fresh_access_token",
     "get_profiles",
     "get_profiles_json",
     "iter_klaviyo",
+    "iter_pages",
     "list_connections",
     "missing_scopes",
     "purge_expired",

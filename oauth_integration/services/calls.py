@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -17,7 +20,7 @@ from oauth_integration.exceptions import (
     ReauthorizationRequired,
     RefreshInProgress,
 )
-from oauth_integration.klaviyo import account_id_and_name, check_path
+from oauth_integration.klaviyo import account_id_and_name, check_path, page_cursor
 from oauth_integration.klaviyo import client as klaviyo
 from oauth_integration.models import ConnectionEvent, OAuthToken
 from oauth_integration.operations import required_scopes
@@ -27,6 +30,7 @@ from oauth_integration.services.refresh import fresh_connection
 logger = logging.getLogger(__name__)
 Event = ConnectionEvent.Kind
 T = TypeVar("T")
+CURSOR = "page[cursor]"
 MAX_PAGES = 10_000  # iter_klaviyo's default: a million profiles at Klaviyo's largest page size
 
 
@@ -41,7 +45,7 @@ def get_profiles(
 def get_profiles_json(*, customer_identifier: str, page_size: int | None = None, cursor: str | None = None) -> bytes:
     """``get_profiles``, as the JSON bytes Klaviyo sent, for a view that passes them on unchanged."""
     params = _page_params(page_size, cursor)
-    return _as_customer(
+    return as_customer(
         customer_identifier,
         "GET",
         "/api/profiles",
@@ -78,7 +82,7 @@ def call_klaviyo(
     not an API path (``/api/...``, see ``klaviyo.check_path``) raises KlaviyoPathRefused (a
     ValueError: a programming error) before the token is read.
     """
-    return _as_customer(
+    return as_customer(
         customer_identifier,
         method,
         path,
@@ -86,8 +90,14 @@ def call_klaviyo(
     )
 
 
-def _as_customer(customer_identifier: str, method: str, path: str, send: Callable[[str], T]) -> T:
-    """``send(access_token)`` with a usable token; on a 401, one refresh and one retry."""
+def as_customer(customer_identifier: str, method: str, path: str, send: Callable[[str], T]) -> T:
+    """``send(access_token)`` with a usable token; on a 401, one refresh and one retry.
+
+    What ``call_klaviyo`` and the SDK bound to a customer (``oauth_integration.sdk``) both do
+    around one request: ``path`` checked first, the token refreshed (single-flight) when it
+    expires within the margin, failures recorded on the connection. ``send`` raises the
+    ``KlaviyoError`` of a failed request (``klaviyo.client.request`` does).
+    """
     check_path(path)  # before the token is read, refreshed or sent
     connection = fresh_connection(customer_identifier)
     try:
@@ -107,6 +117,72 @@ def _as_customer(customer_identifier: str, method: str, path: str, send: Callabl
         raise
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of a Klaviyo collection, as ``iter_pages`` hands it out.
+
+    ``next_cursor`` is the ``page[cursor]`` of ``links.next`` (None on the last page): save it
+    once the page is processed, and a later walk started with ``cursor=`` carries on there.
+    """
+
+    resources: list[dict[str, Any]]  # data[]
+    included: list[dict[str, Any]]  # included[] (empty unless asked for with ``include``)
+    next_cursor: str | None
+    number: int  # 1 for the first page this walk read
+    last: bool  # no links.next: the collection ends here
+
+
+def iter_pages(
+    *,
+    customer_identifier: str,
+    path: str,
+    params: dict[str, str] | None = None,
+    cursor: str | None = None,
+    max_pages: int | None = None,
+) -> Iterator[Page]:
+    """The pages of a Klaviyo collection, in order, from the first or from a saved ``cursor``.
+
+    Follows ``links.next`` (only its query: the host and path stay Klaviyo's and ``path``),
+    one page in memory at a time, refreshing the token mid-walk when it expires. Stops after
+    the last page, or quietly after ``max_pages`` pages (None: no limit): the last page's
+    ``next_cursor`` then says where to resume. Raises what ``call_klaviyo`` raises, and
+    KlaviyoPagingError when ``links.next`` leads back to a page already read (the walk
+    would never end). ``cursor`` may be a bare cursor or a whole ``links.next`` URL.
+    """
+    page_params = dict(params or {})
+    if cursor:
+        page_params[CURSOR] = page_cursor(cursor)
+    seen = {frozenset(page_params.items())}
+    number = 0
+    while True:
+        body = call_klaviyo(customer_identifier=customer_identifier, path=path, params=page_params) or {}
+        number += 1
+        links = body.get("links") if isinstance(body.get("links"), dict) else {}
+        next_url = links.get("next")
+        next_params = (
+            dict(parse_qsl(urlsplit(next_url).query, keep_blank_values=True))
+            if isinstance(next_url, str) and next_url
+            else None
+        )
+        yield Page(
+            resources=_list(body.get("data")),
+            included=_list(body.get("included")),
+            next_cursor=(next_params.get(CURSOR) or None) if next_params is not None else None,
+            number=number,
+            last=next_params is None,
+        )
+        if next_params is None or (max_pages is not None and number >= max_pages):
+            return
+        if frozenset(next_params.items()) in seen:
+            raise KlaviyoPagingError(f"GET {path}: links.next of page {number} leads back to a page already read")
+        seen.add(frozenset(next_params.items()))
+        page_params = next_params
+
+
+def _list(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def iter_klaviyo(
     *,
     customer_identifier: str,
@@ -116,31 +192,13 @@ def iter_klaviyo(
 ) -> Iterator[dict[str, Any]]:
     """Every resource of ``data[]`` across all pages of a Klaviyo collection, in order.
 
-    Follows ``links.next`` (only its query: the host and path stay Klaviyo's and ``path``),
-    one page in memory at a time, refreshing the token mid-walk when it expires; stops
-    after the last page. Raises what ``call_klaviyo`` raises, and KlaviyoPagingError when
-    ``links.next`` leads back to a page already read (the walk would never end) or when
-    there would be more than ``max_pages`` pages (None: no limit).
+    ``iter_pages`` with only the resources: raises what it raises, and KlaviyoPagingError
+    when there would be more than ``max_pages`` pages (None: no limit).
     """
-    page_params = dict(params or {})
-    seen = {frozenset(page_params.items())}
-    pages = 0
-    while True:
-        body = call_klaviyo(customer_identifier=customer_identifier, path=path, params=page_params) or {}
-        pages += 1
-        data = body.get("data")
-        yield from data if isinstance(data, list) else ()
-        links = body.get("links") if isinstance(body.get("links"), dict) else {}
-        next_url = links.get("next")
-        if not isinstance(next_url, str) or not next_url:
-            return
-        page_params = dict(parse_qsl(urlsplit(next_url).query, keep_blank_values=True))
-        page = frozenset(page_params.items())
-        if page in seen:
-            raise KlaviyoPagingError(f"GET {path}: links.next of page {pages} leads back to a page already read")
-        if max_pages is not None and pages >= max_pages:
+    for page in iter_pages(customer_identifier=customer_identifier, path=path, params=params, max_pages=max_pages):
+        yield from page.resources
+        if not page.last and max_pages is not None and page.number >= max_pages:
             raise KlaviyoPagingError(f"GET {path}: more than {max_pages} pages (max_pages); stopped")
-        seen.add(page)
 
 
 def _detail(exc: KlaviyoError, method: str, path: str) -> str:
@@ -170,6 +228,37 @@ def _call(connection: OAuthToken, method: str, path: str, send: Callable[[str], 
     if not connection.called_since_refresh:
         OAuthToken.objects.mark_called(customer)  # once per access token, for the keep-alive
     return body
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A usable access token for a customer, for code that calls Klaviyo itself. ``repr`` hides it."""
+
+    access_token: str = field(repr=False)
+    expires_at: datetime | None
+    scopes: str  # what the customer granted, space-separated
+
+
+def fresh_access_token(*, customer_identifier: str, rejected: str | None = None) -> AccessToken:
+    """The customer's access token, valid for at least KLAVIYO_REFRESH_MARGIN_SECONDS more, for a
+    client that calls Klaviyo on its own (another language, another service, an SDK).
+
+    The guarantees of ``call_klaviyo``: a token that expires within the margin is refreshed
+    first, by one worker at a time across every process (the others wait for it and get the
+    new token). ``rejected``: a token Klaviyo just answered 401 to. If it is still the stored
+    one it is refreshed (once, however many callers report it at the same time); if it was
+    already replaced, the new one is returned. Send the token as ``Authorization: Bearer``
+    with a ``revision`` header, and refresh nothing yourself: the refresh token never leaves
+    this app. Raises TokenNotFound, ReauthorizationRequired, RefreshInProgress or KlaviyoError.
+    """
+    connection = fresh_connection(customer_identifier)
+    if rejected is not None and secrets.compare_digest(str(connection.access_token or "").encode(), rejected.encode()):
+        connection = fresh_connection(customer_identifier, rejected_version=connection.version)
+    if not connection.called_since_refresh:
+        OAuthToken.objects.mark_called(customer_identifier)  # handed out: the connection is in use
+    return AccessToken(
+        access_token=str(connection.access_token or ""), expires_at=connection.expires_at, scopes=connection.scopes
+    )
 
 
 def check_connection(*, customer_identifier: str) -> str:

@@ -128,7 +128,12 @@ def complete_authorization(*, state: str, code: str, browser_binding: str | None
         _revoke_replaced(previous, grant.refresh_token)
     logger.info("Customer %s connected %s", customer, account, extra={"customer_identifier": customer})
     signals.send_after_commit(
-        signals.connected, customer_identifier=customer, klaviyo_account_id=account_id, reconnected=previous is not None
+        signals.connected,
+        customer_identifier=customer,
+        klaviyo_account_id=account_id,
+        klaviyo_account_name=account_name,
+        scopes=grant.scopes,
+        reconnected=previous is not None,
     )
     return_url = return_to(pending.return_url, status="connected", customer_identifier=customer)
     return Connected(customer, account_id, account_name, reconnected=previous is not None, return_url=return_url)
