@@ -178,6 +178,13 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     # --- the findings of the audit of 2026-12-07 ------------------------------------------
     Mutant(
+        "repeatable-write-not-retried",
+        "oauth_integration/klaviyo/transport.py",
+        "allowed_methods=IDEMPOTENT_METHODS | REPEATABLE_WRITES if repeatable else IDEMPOTENT_METHODS,",
+        "allowed_methods=IDEMPOTENT_METHODS,",
+        ("tests/test_calls.py",),
+    ),
+    Mutant(
         "api-path-not-checked",
         "oauth_integration/klaviyo/transport.py",
         "if not path.startswith(API_PREFIX):",

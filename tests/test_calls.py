@@ -128,6 +128,36 @@ def test_a_connection_dropped_after_sending_is_retried_only_for_idempotent_metho
             server.steps.clear()
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+@pytest.mark.parametrize("fault", [(503, {"Content-Type": "text/plain"}, "trouble"), ("reset",)])
+def test_a_write_its_caller_calls_repeatable_is_retried_after_a_server_error_or_a_lost_connection(
+    settings, connected, method, fault
+):
+    """Through urllib3's real retry loop: an event carrying its unique_id may be applied twice."""
+    answered = (202, {"Content-Type": JSON_API}, "")
+    with ScriptedServer([fault, answered]) as server:
+        settings.KLAVIYO_BASE_URL = server.url
+        assert call(method, path="/api/events", json=BODY, repeatable=True) is None
+        assert [path for path, _ in server.requests] == ["/api/events", "/api/events"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_repeatable_write_that_keeps_failing_is_unavailable_not_uncertain(settings, connected):
+    settings.KLAVIYO_MAX_RETRIES = 1
+    trouble = (503, {"Content-Type": "text/plain"}, "trouble")
+    with ScriptedServer([trouble, trouble]) as server:
+        settings.KLAVIYO_BASE_URL = server.url
+        with pytest.raises(KlaviyoUnavailable) as excinfo:
+            call("POST", path="/api/events", json=BODY, repeatable=True)
+        assert not isinstance(excinfo.value, KlaviyoWriteUncertain)  # safe to send again: nothing to check first
+        assert len(server.requests) == 2
+        server.steps[:] = [trouble]
+        with pytest.raises(KlaviyoWriteUncertain):  # the same write, not declared repeatable: one try
+            call("POST", path="/api/events", json=BODY)
+        assert len(server.requests) == 3
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_a_connection_that_never_opened_is_not_uncertain(settings, connected, method):
     settings.KLAVIYO_BASE_URL = "http://127.0.0.1:9"  # discard port: nothing listens, nothing was sent

@@ -56,19 +56,24 @@ def _retry_after(response: requests.Response) -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
-def _unavailable(response: requests.Response, *, method: str = "GET", path: str = "") -> KlaviyoUnavailable:
-    if method not in IDEMPOTENT_METHODS:
+def _unavailable(
+    response: requests.Response, *, method: str = "GET", path: str = "", repeatable: bool = False
+) -> KlaviyoUnavailable:
+    if method not in IDEMPOTENT_METHODS and not repeatable:
         return KlaviyoWriteUncertain(
             f"{method} {path}: Klaviyo answered HTTP {response.status_code}", status=response.status_code
         )
     return KlaviyoUnavailable(f"Klaviyo answered HTTP {response.status_code}", status=response.status_code)
 
 
-def transport_error(method: str, path: str, exc: requests.RequestException) -> KlaviyoUnavailable:
-    """A request that got no answer. A write that may have reached Klaviyo is uncertain."""
+def transport_error(
+    method: str, path: str, exc: requests.RequestException, *, repeatable: bool = False
+) -> KlaviyoUnavailable:
+    """A request that got no answer. A write that may have reached Klaviyo is uncertain, unless
+    the caller said it may be sent twice (``repeatable``)."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     nothing_sent = isinstance(exc, requests.ConnectTimeout) or isinstance(reason, NewConnectionError)
-    if method not in IDEMPOTENT_METHODS and not nothing_sent:
+    if method not in IDEMPOTENT_METHODS and not repeatable and not nothing_sent:
         return KlaviyoWriteUncertain(f"{method} {path}: no answer from Klaviyo ({type(exc).__name__})")
     return KlaviyoUnavailable(f"Klaviyo {path} unreachable ({type(exc).__name__})")
 
@@ -84,10 +89,10 @@ def token_endpoint_error(response: requests.Response) -> Exception:
     return KlaviyoAPIError(status=response.status_code, code=code, errors=details)
 
 
-def api_error(response: requests.Response, *, method: str, path: str) -> Exception:
+def api_error(response: requests.Response, *, method: str, path: str, repeatable: bool = False) -> Exception:
     status = response.status_code
     if status >= 500 or (status in RETRY_STATUSES and status != 429):
-        return _unavailable(response, method=method, path=path)
+        return _unavailable(response, method=method, path=path, repeatable=repeatable)
     code, details = _error_details(response)
     if status == 401:
         return KlaviyoUnauthorized(status=status, code=code, errors=details)

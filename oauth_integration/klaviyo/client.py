@@ -157,11 +157,15 @@ class KlaviyoClient:
         params: dict[str, str] | None = None,
         json: Any = None,
         revision: str = "",
+        repeatable: bool = False,
     ) -> requests.Response:
         """Send one API request as the customer; return the successful (2xx) response, its body read.
 
         ``json`` is sent as a JSON:API body; ``revision`` is the ``revision`` header ("":
-        KLAVIYO_REVISION; Klaviyo's SDK sends the one its models were made for). Raises
+        KLAVIYO_REVISION; Klaviyo's SDK sends the one its models were made for). ``repeatable``:
+        the caller says this write may be applied twice (it carries its own idempotency key, such
+        as an event's ``unique_id``), so a 5xx or a lost connection is retried as for a GET, and
+        a failure after the retries is KlaviyoUnavailable rather than KlaviyoWriteUncertain. Raises
         KlaviyoUnauthorized, KlaviyoForbidden, KlaviyoThrottled, KlaviyoAPIError, KlaviyoUnavailable
         or KlaviyoWriteUncertain.
 
@@ -185,16 +189,16 @@ class KlaviyoClient:
                 headers=headers,
                 params=params,
                 body=body,
-                session=self._session,
+                session=self._session or (shared_session(repeatable=True) if repeatable else None),
             )
         except requests.RequestException as exc:
             metrics.observe_call(method, path, "error", time.perf_counter() - started)
-            raise transport_error(method, path, exc) from exc
+            raise transport_error(method, path, exc, repeatable=repeatable) from exc
         metrics.observe_call(method, path, response.status_code, time.perf_counter() - started)
         logger.debug("%s %s -> %s", method, path, response.status_code)
         if response.ok:
             return response
-        raise api_error(response, method=method, path=path)
+        raise api_error(response, method=method, path=path, repeatable=repeatable)
 
     def call(
         self,
@@ -204,9 +208,12 @@ class KlaviyoClient:
         access_token: str,
         params: dict[str, str] | None = None,
         json: Any = None,
+        repeatable: bool = False,
     ) -> dict[str, Any] | None:
         """``request``, returning the parsed JSON body, or None for 202/204 (no body)."""
-        response = self.request(method, path, access_token=access_token, params=params, json=json)
+        response = self.request(
+            method, path, access_token=access_token, params=params, json=json, repeatable=repeatable
+        )
         if response.status_code in (202, 204) or not response.content:
             return None
         return json_object(response)

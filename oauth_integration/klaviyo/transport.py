@@ -37,6 +37,9 @@ from oauth_integration.exceptions import KlaviyoPathRefused
 
 RETRY_STATUSES = frozenset({429, 503, 504, 524})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# Writes a caller may declare safe to send twice (an event with its unique_id, a profile import
+# by e-mail): only then are they retried like the idempotent methods.
+REPEATABLE_WRITES = frozenset({"POST", "PATCH"})
 USER_AGENT = "klaviyo-django-oauth/1.1"
 # What requests' Session would add to every request.
 DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
@@ -101,8 +104,12 @@ def _retry_reason(error: Exception | None) -> str:
     return "connect" if isinstance(error, NewConnectionError | ConnectTimeoutError) else "connection"
 
 
-def build_retry(*, retries: int, max_wait: float, statuses: frozenset[int] = RETRY_STATUSES) -> KlaviyoRetry:
-    """Klaviyo's retry policy; ``statuses`` empty for endpoints never retried after an answer."""
+def build_retry(
+    *, retries: int, max_wait: float, statuses: frozenset[int] = RETRY_STATUSES, repeatable: bool = False
+) -> KlaviyoRetry:
+    """Klaviyo's retry policy; ``statuses`` empty for endpoints never retried after an answer;
+    ``repeatable``: writes too are retried after a 5xx or a lost connection (their caller said
+    they may be applied twice)."""
     return KlaviyoRetry(
         total=retries,
         connect=retries,
@@ -110,7 +117,7 @@ def build_retry(*, retries: int, max_wait: float, statuses: frozenset[int] = RET
         status=retries,
         other=0,
         redirect=0,
-        allowed_methods=IDEMPOTENT_METHODS,
+        allowed_methods=IDEMPOTENT_METHODS | REPEATABLE_WRITES if repeatable else IDEMPOTENT_METHODS,
         status_forcelist=statuses,
         backoff_factor=0.5,
         backoff_max=max_wait,
@@ -353,9 +360,9 @@ def read_body(response: requests.Response) -> bytes:
 
 
 @functools.lru_cache(maxsize=8)
-def _session(retries: int, max_wait: float, statuses: frozenset[int]) -> requests.Session:
+def _session(retries: int, max_wait: float, statuses: frozenset[int], repeatable: bool = False) -> requests.Session:
     session = KlaviyoSession()
-    retry = build_retry(retries=retries, max_wait=max_wait, statuses=statuses)
+    retry = build_retry(retries=retries, max_wait=max_wait, statuses=statuses, repeatable=repeatable)
     adapter = KlaviyoAdapter(max_retries=retry, pool_maxsize=32)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -363,9 +370,10 @@ def _session(retries: int, max_wait: float, statuses: frozenset[int]) -> request
     return session
 
 
-def shared_session() -> requests.Session:
-    """The process-wide pooled session for the API, with the configured retry policy."""
-    return _session(conf.max_retries, conf.retry_max_wait, RETRY_STATUSES)
+def shared_session(*, repeatable: bool = False) -> requests.Session:
+    """The process-wide pooled session for the API, with the configured retry policy
+    (``repeatable``: the one that also retries writes, for writes that may be sent twice)."""
+    return _session(conf.max_retries, conf.retry_max_wait, RETRY_STATUSES, repeatable)
 
 
 def oauth_session() -> requests.Session:
@@ -376,4 +384,5 @@ def oauth_session() -> requests.Session:
 def close_sessions() -> None:
     """Close the pooled connections of both sessions (so that a server a test started can stop)."""
     shared_session().close()
+    shared_session(repeatable=True).close()
     oauth_session().close()

@@ -69,6 +69,7 @@ def call_klaviyo(
     method: str = "GET",
     params: dict[str, str] | None = None,
     json: Any = None,
+    repeatable: bool = False,
 ) -> dict[str, Any] | None:
     """Call a Klaviyo API path as the customer: GET, POST, PATCH, PUT or DELETE.
 
@@ -76,7 +77,9 @@ def call_klaviyo(
     Refreshes first when the access token expires within the margin; on a 401 (nothing
     was applied) refreshes once and retries once. 429 is retried for every method;
     5xx and connection failures only for idempotent ones (a POST or PATCH that fails
-    that way raises KlaviyoWriteUncertain). Raises TokenNotFound, ReauthorizationRequired,
+    that way raises KlaviyoWriteUncertain), unless ``repeatable`` says the write may be applied
+    twice (it carries its own idempotency key: an event's ``unique_id``, a profile import by
+    e-mail): then it is retried too. Raises TokenNotFound, ReauthorizationRequired,
     MissingScope (the customer never granted the scope the call needs), KlaviyoAPIError
     (with every entry of Klaviyo's ``errors[]``) or another KlaviyoError. A ``path`` that is
     not an API path (``/api/...``, see ``klaviyo.check_path``) raises KlaviyoPathRefused (a
@@ -86,7 +89,7 @@ def call_klaviyo(
         customer_identifier,
         method,
         path,
-        lambda token: klaviyo.call(method, path, access_token=token, params=params, json=json),
+        lambda token: klaviyo.call(method, path, access_token=token, params=params, json=json, repeatable=repeatable),
     )
 
 
