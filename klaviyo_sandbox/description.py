@@ -181,7 +181,7 @@ def by_id() -> dict[str, Operation]:
 def route(path: str) -> tuple[list[Operation], dict[str, str]]:
     """The operations of the first path template that ``path`` (e.g. ``api/profiles/abc``) matches, and its
     parameters; ``([], {})`` when none does."""
-    path = path.strip("/")
+    path = path.removesuffix("/")
     for operation in operations():
         found = operation.pattern.fullmatch(path)
         if found:

@@ -11,6 +11,7 @@ urlpatterns = [
     path("oauth/authorize", views.authorize, name="authorize"),
     path("oauth/token", views.token, name="token"),
     path("oauth/revoke", views.revoke, name="revoke"),
-    # Every /api/... path, known or not: the router answers in JSON:API (404, 405 included).
+    # Every /api/... and /client/... path, known or not: the router answers in JSON:API (404, 405 included).
     re_path(r"^api/(?P<path>.*)$", router.dispatch, name="api"),
+    re_path(r"^client/(?P<path>.*)$", router.dispatch_client, name="client"),
 ]
