@@ -1,0 +1,154 @@
+"""The generic engine: resources of every type round-trip through the operations of Klaviyo's description."""
+
+import time
+
+import pytest
+
+from klaviyo_sandbox.scopes import KNOWN_SCOPES
+from tests.sandbox.support import BLUEBELL, api, error_of, token_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def token():
+    return token_for(scopes=" ".join(sorted(KNOWN_SCOPES)))
+
+
+def catalog_item(external_id="SKU-1", title="Blue shirt", price=25.0):
+    return {
+        "data": {
+            "type": "catalog-item",
+            "attributes": {
+                "external_id": external_id,
+                "title": title,
+                "description": "A shirt.",
+                "url": f"https://shop.example/{external_id}",
+                "price": price,
+            },
+        }
+    }
+
+
+def test_a_created_catalog_item_reads_back_lists_updates_and_deletes(client, token):
+    created = api(client, "POST", "/catalog-items", token, body=catalog_item())
+    assert created.status_code == 201, created.content
+    item = created.json()["data"]
+    assert item["type"] == "catalog-item"
+    assert item["attributes"]["title"] == "Blue shirt"
+    assert item["attributes"]["price"] == 25.0
+    read = api(client, "GET", f"/catalog-items/{item['id']}", token)
+    assert read.status_code == 200
+    assert read.json()["data"]["attributes"]["external_id"] == "SKU-1"
+    listed = api(client, "GET", "/catalog-items", token)
+    assert [found["id"] for found in listed.json()["data"]] == [item["id"]]
+    patch = {"data": {"type": "catalog-item", "id": item["id"], "attributes": {"title": "Red shirt"}}}
+    updated = api(client, "PATCH", f"/catalog-items/{item['id']}", token, body=patch)
+    assert updated.status_code == 200
+    assert updated.json()["data"]["attributes"]["title"] == "Red shirt"
+    assert updated.json()["data"]["attributes"]["price"] == 25.0
+    assert api(client, "DELETE", f"/catalog-items/{item['id']}", token).status_code == 204
+    assert error_of(api(client, "GET", f"/catalog-items/{item['id']}", token), 404)["code"] == "not_found"
+
+
+def test_resources_belong_to_their_account(client, token):
+    created = api(client, "POST", "/catalog-items", token, body=catalog_item()).json()["data"]
+    other = token_for(account=BLUEBELL, scopes=" ".join(sorted(KNOWN_SCOPES)))
+    assert error_of(api(client, "GET", f"/catalog-items/{created['id']}", other), 404)["code"] == "not_found"
+    assert api(client, "GET", "/catalog-items", other).json()["data"] == []
+
+
+@pytest.mark.parametrize("identifier", ["nope", "0" * 300, "%F0%9F%92%A9", "a.b", "-1", "%20"])
+def test_an_unknown_id_of_any_shape_is_a_json_api_404(client, token, identifier):
+    error = error_of(api(client, "GET", f"/coupons/{identifier}", token), 404)
+    assert error["code"] == "not_found"
+    assert error_of(api(client, "GET", f"/segments/{identifier}/profiles", token), 404)["code"] == "not_found"
+
+
+def test_an_invalid_body_is_a_400_pointing_at_the_member_and_changes_nothing(client, token):
+    body = catalog_item()
+    body["data"]["attributes"]["price"] = "cheap"
+    error = error_of(api(client, "POST", "/catalog-items", token, body=body), 400)
+    assert error["code"] == "invalid"
+    assert error["source"] == {"pointer": "/data/attributes/price"}
+    del body["data"]["attributes"]["title"]
+    body["data"]["attributes"]["price"] = 3
+    error = error_of(api(client, "POST", "/catalog-items", token, body=body), 400)
+    assert error["source"] == {"pointer": "/data/attributes"}
+    assert "'title' is a required property" in error["detail"]
+    assert api(client, "GET", "/catalog-items", token).json()["data"] == []
+
+
+def test_query_parameters_are_checked_against_the_description(client, token):
+    for name, value in [
+        ("fields[catalog-item]", "title,colour"),
+        ("sort", "colour"),
+        ("page[size]", "101"),
+        ("include", "nothing"),
+        ("filter", "equals(colour,'blue')"),
+        ("filter", "greater-than(title,'a')"),
+        ("filter", "equals(title,"),
+        ("page[cursor]", "not-a-cursor"),
+        ("fields[nothing]", "a"),
+    ]:
+        error = error_of(api(client, "GET", "/catalog-items", token, **{name: value}), 400)
+        assert error["code"] == "invalid"
+        assert error["source"] == {"parameter": name}, (name, value)
+
+
+def test_filter_sort_sparse_fields_and_cursor_pages(client, token):
+    for number in range(5):
+        api(client, "POST", "/catalog-items", token, body=catalog_item(f"SKU-{number}", f"Item {number}"))
+    found = api(client, "GET", "/catalog-items", token, filter="any(ids,['$custom:::$default:::SKU-1','x'])")
+    assert [item["id"] for item in found.json()["data"]] == ["$custom:::$default:::SKU-1"]
+    first = api(client, "GET", "/catalog-items", token, **{"page[size]": "2", "sort": "-created"})
+    assert first.status_code == 200, first.content
+    pages, link = [first.json()], first.json()["links"].get("next")
+    while link:
+        response = api(client, "GET", link, token)
+        pages.append(response.json())
+        link = response.json()["links"].get("next")
+    titles = [item["attributes"]["title"] for page in pages for item in page["data"]]
+    assert sorted(titles) == [f"Item {number}" for number in range(5)]
+    assert len(pages) == 3
+    sparse = api(client, "GET", "/catalog-items", token, **{"fields[catalog-item]": "title"})
+    assert {tuple(item["attributes"]) for item in sparse.json()["data"]} == {("title",)}
+    named = api(client, "GET", "/catalog-items", token, filter='contains(title,"m 3")')
+    assert [item["attributes"]["title"] for item in named.json()["data"]] == ["Item 3"]
+
+
+def test_a_job_is_queued_then_complete_after_the_configured_delay(client, token, settings):
+    settings.KLAVIYO_SANDBOX_JOB_DELAY = 0.5
+    body = {
+        "data": {
+            "type": "profile-bulk-import-job",
+            "attributes": {"profiles": {"data": [{"type": "profile", "attributes": {"email": "a@example.com"}}]}},
+        }
+    }
+    created = api(client, "POST", "/profile-bulk-import-jobs", token, body=body)
+    assert created.status_code == 202, created.content
+    job = created.json()["data"]
+    assert job["attributes"]["status"] == "queued"
+    assert job["attributes"]["total_count"] == 1
+    time.sleep(0.6)
+    done = api(client, "GET", f"/profile-bulk-import-jobs/{job['id']}", token).json()["data"]
+    assert done["attributes"]["status"] == "complete"
+    assert done["attributes"]["completed_count"] == 1
+
+
+def test_relationships_are_kept_and_answered(client, token):
+    category = {"data": {"type": "catalog-category", "attributes": {"external_id": "c1", "name": "Shirts"}}}
+    made = api(client, "POST", "/catalog-categories", token, body=category)
+    assert made.status_code == 201, made.content
+    category_id = made.json()["data"]["id"]
+    item = api(client, "POST", "/catalog-items", token, body=catalog_item()).json()["data"]
+    link = {"data": [{"type": "catalog-item", "id": item["id"]}]}
+    added = api(client, "POST", f"/catalog-categories/{category_id}/relationships/items", token, body=link)
+    assert added.status_code == 204, added.content
+    ids = api(client, "GET", f"/catalog-categories/{category_id}/relationships/items", token)
+    assert ids.json()["data"] == [{"type": "catalog-item", "id": item["id"]}]
+    related = api(client, "GET", f"/catalog-categories/{category_id}/items", token)
+    assert [found["id"] for found in related.json()["data"]] == [item["id"]]
+    removed = api(client, "DELETE", f"/catalog-categories/{category_id}/relationships/items", token, body=link)
+    assert removed.status_code == 204
+    assert api(client, "GET", f"/catalog-categories/{category_id}/relationships/items", token).json()["data"] == []
