@@ -112,6 +112,10 @@ def conform(value: Any, schema: Mapping[str, Any] | None, *, depth: int = 0) -> 
     """``value`` shaped to validate against ``schema`` (MISSING: a value made up from the schema alone)."""
     if schema is None:
         return None if value is MISSING else value
+    if schema.get("nullable") and isinstance(value, dict | list) and not is_valid(schema, value):
+        # What the sandbox holds does not fit (e.g. a definition sent in another shape): shape it, or answer null.
+        shaped = conform(value, description.resolve(schema), depth=depth)
+        return shaped if is_valid(schema, shaped) else None
     schema = description.resolve(schema)
     nullable = bool(schema.get("nullable"))
     if value is None and nullable:
@@ -127,16 +131,7 @@ def conform(value: Any, schema: Mapping[str, Any] | None, *, depth: int = 0) -> 
         return conform(value, merged, depth=depth + 1)
     for word in ("oneOf", "anyOf"):
         if word in schema:
-            branches = schema[word]
-            if value is not MISSING:
-                for branch in branches:
-                    if is_valid(branch, value):
-                        return value
-                for branch in branches:
-                    kind = description.resolve(branch).get("type")
-                    if kind is None or _is_type(value, kind):
-                        return conform(value, branch, depth=depth + 1)
-            return conform(MISSING, branches[0], depth=depth + 1)
+            return _alternative(value, schema, schema[word], depth)
     if "enum" in schema:
         return value if value in schema["enum"] else schema["enum"][0]
     kind = schema.get("type")
@@ -160,6 +155,33 @@ def conform(value: Any, schema: Mapping[str, Any] | None, *, depth: int = 0) -> 
     if kind == "boolean":
         return value if isinstance(value, bool) else False
     return None if value is MISSING else value
+
+
+def _alternative(value: Any, schema: Mapping[str, Any], branches: list[Any], depth: int) -> Any:
+    """A value for a ``oneOf``/``anyOf``: ``value`` when it fits, else the first made-up one that does (for a
+    ``oneOf``, one that fits exactly one branch; a branch's optional members are filled in to tell them apart)."""
+    if value is not MISSING and is_valid(schema, value):
+        return value
+    typed = [
+        branch
+        for branch in branches
+        if value is MISSING or (kind := description.resolve(branch).get("type")) is None or _is_type(value, kind)
+    ]
+    candidates = [conform(value, branch, depth=depth + 1) for branch in typed or branches]
+    candidates += [_filled(branch, depth) for branch in branches]
+    candidates += [conform(MISSING, branch, depth=depth + 1) for branch in branches]
+    fitting = (candidate for candidate in candidates if is_valid(schema, candidate))
+    # A oneOf of open objects fits no object exactly once: then one that fits some branch.
+    loosely = (candidate for candidate in candidates if any(is_valid(branch, candidate) for branch in branches))
+    return next(fitting, next(loosely, candidates[0]))
+
+
+def _filled(schema: Mapping[str, Any], depth: int) -> Any:
+    """A made-up value of ``schema`` with every member it declares (not only the required ones)."""
+    resolved = description.resolve(schema)
+    if resolved.get("type") == "object" and resolved.get("properties"):
+        return {name: conform(MISSING, sub, depth=depth + 1) for name, sub in resolved["properties"].items()}
+    return conform(MISSING, schema, depth=depth + 1)
 
 
 def _is_type(value: Any, kind: str) -> bool:

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from django.utils import timezone
 
@@ -41,6 +41,7 @@ from klaviyo_sandbox.pagination import Page
 from klaviyo_sandbox.store import generic as store
 
 _CATALOG_TYPES = frozenset({"catalog-item", "catalog-variant", "catalog-category"})
+_PCHAR = "$:@!*'()+,;=-._~"  # what a path segment may hold unescaped (RFC 3986), as in Klaviyo's catalog ids
 COLLECTION, ITEM, RELATED, RELATIONSHIP, ACTION = "collection", "item", "related", "relationship", "action"
 
 
@@ -148,7 +149,7 @@ def _job_attributes(row: Resource) -> dict[str, Any]:
 
 def render(row: Resource, api_root: str) -> dict[str, Any]:
     segment = _segments().get(row.type, f"{row.type}s")
-    own = f"{api_root}/{segment}/{row.resource_id}/"
+    own = f"{api_root}/{segment}/{quote(row.resource_id, safe=_PCHAR)}/"
     attributes = _job_attributes(row) if row.type.endswith("-job") else dict(row.attributes)
     attributes.setdefault("created", jsonapi.timestamp(row.created_at))
     attributes.setdefault("updated", jsonapi.timestamp(row.updated_at))
@@ -192,8 +193,28 @@ def _reply(call: Call, document: dict[str, Any] | None, checked: query.Checked |
     schema = operation.responses.get(str(status))
     if schema is None or document is None:
         return Reply(None, status=status)
-    shaped = schemas.conform(document, schema)
+    shaped = _conformed(document, schema)
     return Reply(_sparse(shaped, checked.fields) if checked is not None else shaped, status=status)
+
+
+def _conformed(document: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``document`` shaped to ``schema``; an attribute the shaping could not fix (one kept in a shape the
+    answer's schema does not take) is answered as made up from the schema instead."""
+    shaped = schemas.conform(document, schema)
+    for _ in range(3):
+        errors = list(schemas.validator(schema).iter_errors(shaped))
+        if not errors:
+            break
+        for error in errors:
+            path = list(error.absolute_path)
+            if "attributes" in path[:3] and len(path) > path.index("attributes") + 1:
+                at = path.index("attributes")
+                holder: Any = document
+                for part in path[:at]:
+                    holder = holder[part]
+                holder.get("attributes", {}).pop(path[at + 1], None)
+        shaped = schemas.conform(document, schema)
+    return shaped
 
 
 # --- request bodies -----------------------------------------------------------------------------------

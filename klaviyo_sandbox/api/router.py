@@ -19,7 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from klaviyo_sandbox import counters, description, gateway, jsonapi
 from klaviyo_sandbox.api import accounts, events, generic, lists, profiles
 from klaviyo_sandbox.api.base import Call, Reply, View
-from klaviyo_sandbox.exceptions import APIError, not_found
+from klaviyo_sandbox.exceptions import APIError, invalid, not_found
 from klaviyo_sandbox.ratelimit import RateLimit
 from klaviyo_sandbox.views import sandbox_only
 
@@ -98,6 +98,9 @@ def _admit(request: HttpRequest, operation: description.Operation) -> gateway.Ca
 def _serve(request: HttpRequest, path: str) -> HttpResponse:
     """Route, admit, run the operation's view; every failure is a JSON:API error like Klaviyo's."""
     try:
+        if "\x00" in path or any("\x00" in key + "".join(values) for key, values in request.GET.lists()):
+            # No Klaviyo value holds one, and PostgreSQL text cannot.
+            raise invalid("NUL characters are not allowed.", parameter="")
         operation, args = _route(request.method or "", path)
     except APIError as exc:
         counters.count(counters.API_REQUESTS, grant_id=None)

@@ -66,3 +66,14 @@ def test_an_unknown_client_path_or_method_is_a_json_api_error(client):
     response = client_call(client, "GET", "/events", company_id=NORTHWIND)
     assert error_of(response, 405)["code"] == "method_not_allowed"
     assert response["Allow"] == "POST"
+
+
+def test_a_nul_character_is_a_json_api_400_even_without_the_sites_middleware(rf):
+    from klaviyo_sandbox.api import router
+
+    request = rf.get("/sandbox/api/coupons", {"filter": "a\x00b"}, HTTP_REVISION=REVISION)
+    response = router.dispatch(request, path="coupons")
+    assert response.status_code == 400
+    assert response["Content-Type"] == JSON_API
+    (error,) = json.loads(response.content)["errors"]
+    assert (error["code"], error["detail"]) == ("invalid", "NUL characters are not allowed.")
