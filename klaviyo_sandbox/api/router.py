@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from klaviyo_sandbox import counters, description, gateway, jsonapi
-from klaviyo_sandbox.api import accounts, events, generic, lists, profiles
+from klaviyo_sandbox.api import accounts, events, generic, lists, profiles, subscriptions
 from klaviyo_sandbox.api.base import Call, Reply, View
 from klaviyo_sandbox.exceptions import APIError, invalid, not_found
 from klaviyo_sandbox.ratelimit import RateLimit
@@ -45,6 +45,8 @@ HANDLERS: dict[str, View] = {
     "create_event": events.create_event,
     "get_metrics": events.get_metrics,
     "get_metric": events.get_metric,
+    "bulk_subscribe_profiles": subscriptions.bulk_subscribe_profiles,
+    "bulk_unsubscribe_profiles": subscriptions.bulk_unsubscribe_profiles,
 }
 
 

@@ -152,3 +152,35 @@ def test_relationships_are_kept_and_answered(client, token):
     removed = api(client, "DELETE", f"/catalog-categories/{category_id}/relationships/items", token, body=link)
     assert removed.status_code == 204
     assert api(client, "GET", f"/catalog-categories/{category_id}/relationships/items", token).json()["data"] == []
+
+
+def test_a_subscribe_job_naming_an_unknown_list_or_profile_is_a_400_and_changes_nothing(client, token):
+    from klaviyo_sandbox.models import Consent, Profile
+
+    def job(list_id, profile_id=None):
+        consent = {"email": {"marketing": {"consent": "SUBSCRIBED"}}}
+        entry = {"type": "profile", "attributes": {"email": "x@example.com", "subscriptions": consent}}
+        if profile_id:
+            entry["id"] = profile_id
+        return {
+            "data": {
+                "type": "profile-subscription-bulk-create-job",
+                "attributes": {"profiles": {"data": [entry]}},
+                "relationships": {"list": {"data": {"type": "list", "id": list_id}}},
+            }
+        }
+
+    api(client, "GET", "/accounts", token)  # the account's fixed profiles are written on first use
+    subscribed = set(Profile.objects.filter(email_consent=Consent.SUBSCRIBED).values_list("pk", flat=True))
+    error = error_of(api(client, "POST", "/profile-subscription-bulk-create-jobs", token, body=job("NoSuch")), 400)
+    assert error["source"] == {"pointer": "/data/relationships/list/data/id"}
+    list_id = api(client, "POST", "/lists", token, body={"data": {"type": "list", "attributes": {"name": "L"}}})
+    list_id = list_id.json()["data"]["id"]
+    response = api(client, "POST", "/profile-subscription-bulk-create-jobs", token, body=job(list_id, "01NOPE"))
+    assert error_of(response, 400)["source"] == {"pointer": "/data/attributes/profiles/data/0/id"}
+    assert not Profile.objects.filter(email="x@example.com").exists()
+    assert set(Profile.objects.filter(email_consent=Consent.SUBSCRIBED).values_list("pk", flat=True)) == subscribed
+    done = api(client, "POST", "/profile-subscription-bulk-create-jobs", token, body=job(list_id))
+    assert done.status_code == 202
+    assert done.content == b""
+    assert Profile.objects.get(email="x@example.com").email_consent == Consent.SUBSCRIBED

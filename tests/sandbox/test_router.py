@@ -77,3 +77,18 @@ def test_a_nul_character_is_a_json_api_400_even_without_the_sites_middleware(rf)
     assert response["Content-Type"] == JSON_API
     (error,) = json.loads(response.content)["errors"]
     assert (error["code"], error["detail"]) == ("invalid", "NUL characters are not allowed.")
+
+
+@pytest.mark.parametrize("path", ["/profiles", "/catalog-items"])
+def test_page_cursor_also_takes_a_whole_links_next_url(client, path):
+    token = every_scope_token()
+    for number in range(3):
+        item = {"external_id": f"S{number}", "title": "T", "description": "D", "url": "https://shop.example/"}
+        api(client, "POST", "/catalog-items", token, body={"data": {"type": "catalog-item", "attributes": item}})
+    first = api(client, "GET", path, token, **{"page[size]": "2"}).json()
+    link = first["links"]["next"]
+    assert link.startswith("http://testserver/sandbox/api/")
+    by_cursor = api(client, "GET", link, token).json()
+    by_url = api(client, "GET", path, token, **{"page[size]": "2", "page[cursor]": link}).json()
+    assert [item["id"] for item in by_url["data"]] == [item["id"] for item in by_cursor["data"]]
+    assert by_url["data"] and not {item["id"] for item in by_url["data"]} & {item["id"] for item in first["data"]}
