@@ -32,6 +32,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 REVISION = "2026-07-15"
+_DETAIL = 1500  # characters of a failure's report shown by -v
 
 
 def _setup(database: Path) -> str:
@@ -178,7 +179,7 @@ def _send(
             label = f"{name} failures" if name != "schema" or None in kinds else sorted(kinds)[0]
             counts[label] += 1
             if label.endswith("failures"):
-                _report(options, operation_id, name, f"{str(failures)[:1500]}\n{text[:800]}")
+                _report(options, operation_id, name, f"{str(failures)[:_DETAIL]}\n{text[:800]}")
 
 
 def _excused(failure: str, *, sparse: bool) -> str | None:

@@ -14,9 +14,10 @@ out, members it requires and the sandbox lacks get a value of the right type (th
 from __future__ import annotations
 
 import functools
+import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import jsonschema
@@ -62,9 +63,57 @@ def _registry() -> Registry:
     return Registry().with_resource(_URI, Resource.from_contents(converted, default_specification=DRAFT4))
 
 
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+_FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@_FORMATS.checks("date-time")
+def _is_date_time(value: object) -> bool:
+    """RFC 3339 (``format: date-time``), as validators of OpenAPI descriptions read it."""
+    if not isinstance(value, str) or not _DATE_TIME.fullmatch(value):
+        return not isinstance(value, str)
+    try:
+        datetime.fromisoformat(value.upper().replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        return value[17:19] == "60"  # a leap second
+    return True
+
+
+@_FORMATS.checks("date")
+def _is_date(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return len(value) == 10
+
+
+@_FORMATS.checks("time")
+def _is_time(value: object) -> bool:
+    """RFC 3339 full-time: with a UTC offset."""
+    return not isinstance(value, str) or bool(_TIME.fullmatch(value))
+
+
+_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)")
+
+
+@_FORMATS.checks("uri")
+def _is_uri(value: object) -> bool:
+    return not isinstance(value, str) or bool(_URI_FORM.fullmatch(value))
+
+
+_URI_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s\x00-\x1f\x7f\\\"<>^`{|}]*")
+
+
+def _draft4(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator:
+    return jsonschema.Draft4Validator(schema, registry=_registry(), format_checker=_FORMATS)
+
+
 @functools.cache
 def _validator(ref: str) -> jsonschema.protocols.Validator:
-    return jsonschema.Draft4Validator({"$ref": f"{_URI}{ref}"}, registry=_registry())
+    return _draft4({"$ref": f"{_URI}{ref}"})
 
 
 def validator(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator:
@@ -72,8 +121,7 @@ def validator(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator:
     if set(schema) == {"$ref"}:
         return _validator(schema["$ref"])
     inline = _converted(dict(schema))
-    inline = _rebased(inline)
-    return jsonschema.Draft4Validator(inline, registry=_registry())
+    return _draft4(_rebased(inline))
 
 
 def _rebased(node: Any) -> Any:
@@ -202,6 +250,8 @@ def _object(value: Any, schema: Mapping[str, Any], depth: int) -> dict[str, Any]
         return dict(found)
     shaped = {}
     for name, sub in properties.items():
+        if description.resolve(sub).get("writeOnly") or sub.get("writeOnly"):
+            continue  # sent in requests, never answered
         if name in found:
             item = found[name]
             resolved = description.resolve(sub)
@@ -214,15 +264,7 @@ def _object(value: Any, schema: Mapping[str, Any], depth: int) -> dict[str, Any]
 
 
 def _string_ok(value: str, schema: Mapping[str, Any]) -> bool:
-    if len(value) < schema.get("minLength", 0):
-        return False
-    kind = schema.get("format")
-    if kind == "date-time":
-        try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return False
-    return True
+    return len(value) >= schema.get("minLength", 0) and _FORMATS.conforms(value, schema.get("format", ""))
 
 
 def _string(schema: Mapping[str, Any]) -> str:
@@ -230,7 +272,7 @@ def _string(schema: Mapping[str, Any]) -> str:
     made = {
         "date-time": now(),
         "date": now()[:10],
-        "time": "00:00:00",
+        "time": "00:00:00Z",
         "uri": "https://example.com/",
         "email": "sandbox@example.com",
         "uuid": str(uuid.uuid4()),

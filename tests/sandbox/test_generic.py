@@ -184,3 +184,24 @@ def test_a_subscribe_job_naming_an_unknown_list_or_profile_is_a_400_and_changes_
     assert done.status_code == 202
     assert done.content == b""
     assert Profile.objects.get(email="x@example.com").email_consent == Consent.SUBSCRIBED
+
+
+def test_a_date_time_member_must_be_rfc_3339(client, token):
+    coupon = api(
+        client, "POST", "/coupons", token, body={"data": {"type": "coupon", "attributes": {"external_id": "TEN"}}}
+    )
+    assert coupon.status_code == 201, coupon.content
+    code = {
+        "data": {
+            "type": "coupon-code",
+            "attributes": {"unique_code": "ABC123", "expires_at": "tomorrow"},
+            "relationships": {"coupon": {"data": {"type": "coupon", "id": coupon.json()["data"]["id"]}}},
+        }
+    }
+    error = error_of(api(client, "POST", "/coupon-codes", token, body=code), 400)
+    assert error["source"] == {"pointer": "/data/attributes/expires_at"}
+    code["data"]["attributes"]["expires_at"] = "2030-01-31T00:00:00Z"
+    created = api(client, "POST", "/coupon-codes", token, body=code)
+    assert created.status_code == 200, created.content  # the description's status for create_coupon_code
+    assert created.json()["data"]["attributes"]["unique_code"] == "ABC123"
+    assert created.json()["data"]["attributes"]["expires_at"] == "2030-01-31T00:00:00Z"

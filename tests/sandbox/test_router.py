@@ -92,3 +92,9 @@ def test_page_cursor_also_takes_a_whole_links_next_url(client, path):
     by_url = api(client, "GET", path, token, **{"page[size]": "2", "page[cursor]": link}).json()
     assert [item["id"] for item in by_url["data"]] == [item["id"] for item in by_cursor["data"]]
     assert by_url["data"] and not {item["id"] for item in by_url["data"]} & {item["id"] for item in first["data"]}
+
+
+@pytest.mark.parametrize("path", ["/segments/a%0Ab", "/segments/%0A", "/no%0Asuch"])
+def test_a_path_with_a_line_break_is_still_answered_in_json_api(client, path):
+    error = error_of(api(client, "GET", path, every_scope_token()), 404)
+    assert error["code"] == "not_found"
