@@ -18,13 +18,13 @@ import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import Any
-
-import jsonschema
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT4
+from typing import TYPE_CHECKING, Any
 
 from klaviyo_sandbox import description
+
+if TYPE_CHECKING:  # jsonschema and referencing are imported on first use: start-up stays fast
+    import jsonschema
+    from referencing import Registry
 from klaviyo_sandbox.exceptions import invalid
 
 _URI = "urn:klaviyo-openapi"
@@ -59,15 +59,16 @@ def _converted(node: Any) -> Any:
 
 @functools.cache
 def _registry() -> Registry:
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
     converted = {"components": _converted(description.document().get("components", {}))}
     return Registry().with_resource(_URI, Resource.from_contents(converted, default_specification=DRAFT4))
 
 
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
-_FORMATS = jsonschema.FormatChecker(formats=())
 
 
-@_FORMATS.checks("date-time")
 def _is_date_time(value: object) -> bool:
     """RFC 3339 (``format: date-time``), as validators of OpenAPI descriptions read it."""
     if not isinstance(value, str) or not _DATE_TIME.fullmatch(value):
@@ -79,7 +80,6 @@ def _is_date_time(value: object) -> bool:
     return True
 
 
-@_FORMATS.checks("date")
 def _is_date(value: object) -> bool:
     if not isinstance(value, str):
         return True
@@ -90,7 +90,6 @@ def _is_date(value: object) -> bool:
     return len(value) == 10
 
 
-@_FORMATS.checks("time")
 def _is_time(value: object) -> bool:
     """RFC 3339 full-time: with a UTC offset."""
     return not isinstance(value, str) or bool(_TIME.fullmatch(value))
@@ -99,7 +98,6 @@ def _is_time(value: object) -> bool:
 _TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)")
 
 
-@_FORMATS.checks("uri")
 def _is_uri(value: object) -> bool:
     return not isinstance(value, str) or bool(_URI_FORM.fullmatch(value))
 
@@ -107,8 +105,24 @@ def _is_uri(value: object) -> bool:
 _URI_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s\x00-\x1f\x7f\\\"<>^`{|}]*")
 
 
+_FORMAT_CHECKS = {"date-time": _is_date_time, "date": _is_date, "time": _is_time, "uri": _is_uri}
+
+
+@functools.cache
+def _formats() -> jsonschema.FormatChecker:
+    """The formats checked in bodies and kept in answers (RFC 3339 dates and times, URIs)."""
+    import jsonschema
+
+    checker = jsonschema.FormatChecker(formats=())
+    for name, check in _FORMAT_CHECKS.items():
+        checker.checks(name)(check)
+    return checker
+
+
 def _draft4(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator:
-    return jsonschema.Draft4Validator(schema, registry=_registry(), format_checker=_FORMATS)
+    import jsonschema
+
+    return jsonschema.Draft4Validator(schema, registry=_registry(), format_checker=_formats())
 
 
 @functools.cache
@@ -137,7 +151,9 @@ def _rebased(node: Any) -> Any:
 
 def check_body(schema: Mapping[str, Any], body: Any) -> None:
     """Raise a 400 ``invalid`` pointing at the first member of ``body`` that ``schema`` refuses."""
-    error = jsonschema.exceptions.best_match(validator(schema).iter_errors(body))
+    from jsonschema.exceptions import best_match
+
+    error = best_match(validator(schema).iter_errors(body))
     if error is None:
         return
     pointer = "/" + "/".join(str(part) for part in error.absolute_path)
@@ -264,7 +280,8 @@ def _object(value: Any, schema: Mapping[str, Any], depth: int) -> dict[str, Any]
 
 
 def _string_ok(value: str, schema: Mapping[str, Any]) -> bool:
-    return len(value) >= schema.get("minLength", 0) and _FORMATS.conforms(value, schema.get("format", ""))
+    check = _FORMAT_CHECKS.get(schema.get("format", ""))
+    return len(value) >= schema.get("minLength", 0) and (check is None or check(value))
 
 
 def _string(schema: Mapping[str, Any]) -> str:
