@@ -54,6 +54,12 @@ class Shape:
     relation: str | None  # the relationship's name (related and relationship endpoints)
 
 
+def _operation_of(call: Call) -> description.Operation:
+    if call.operation is None:
+        raise RuntimeError("The generic engine needs the call's operation (the router passes it).")
+    return call.operation
+
+
 def _is_param(part: str) -> bool:
     return part.startswith("{")
 
@@ -187,8 +193,7 @@ def _sparse(document: dict[str, Any], fields: Mapping[str, tuple[str, ...]]) -> 
 
 
 def _reply(call: Call, document: dict[str, Any] | None, checked: query.Checked | None = None) -> Reply:
-    operation = call.operation
-    assert operation is not None  # noqa: S101 (the router always passes it)
+    operation = _operation_of(call)
     status = operation.success_status
     schema = operation.responses.get(str(status))
     if schema is None or document is None:
@@ -221,8 +226,7 @@ def _conformed(document: dict[str, Any], schema: Mapping[str, Any]) -> dict[str,
 
 
 def _body(call: Call) -> dict[str, Any]:
-    operation = call.operation
-    assert operation is not None  # noqa: S101
+    operation = _operation_of(call)
     if operation.request_schema is None:
         return {}
     body = call.body()
@@ -333,8 +337,7 @@ def _listing(call: Call, rows: list[Resource], checked: query.Checked) -> Reply:
 
 def handle(call: Call) -> Reply:
     """Answer ``call.operation`` from the generic store."""
-    operation = call.operation
-    assert operation is not None  # noqa: S101
+    operation = _operation_of(call)
     checked = query.check(operation, call.query)
     shape = shape_of(operation.template)
     method = operation.method
@@ -354,13 +357,12 @@ def handle(call: Call) -> Reply:
 
 
 def _create(call: Call, operation: description.Operation, checked: query.Checked) -> Reply:
-    body = _body(call) if method_has_body(operation) else {}
+    body = _body(call)
     attributes, relationships, identifier, sent_type = _parts(body)
     kind = _operation_type(operation) or sent_type or type_of_template(operation.template)
     if kind.endswith("-job"):
-        data = attributes
-        total = sum(len(value["data"]) for value in _nested_lists(data))
-        attributes = {**attributes, "total_count": total}
+        # A job's size: the resources its attributes carry (profiles.data, items.data, ...).
+        attributes["total_count"] = sum(len(value["data"]) for value in _nested_lists(attributes))
     if kind in _CATALOG_TYPES and isinstance(attributes.get("external_id"), str) and identifier is None:
         # Klaviyo names a catalog resource after its integration, catalog and external id.
         identifier = f"$custom:::$default:::{attributes['external_id']}"
@@ -369,10 +371,6 @@ def _create(call: Call, operation: description.Operation, checked: query.Checked
     )
     document = {"data": render(row, call.api_root), "links": {"self": call.collection_url}}
     return _reply(call, document, checked)
-
-
-def method_has_body(operation: description.Operation) -> bool:
-    return operation.request_schema is not None
 
 
 def _nested_lists(attributes: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -397,8 +395,7 @@ def _item(call: Call, method: str, kind: str, resource_id: str, checked: query.C
 
 
 def _related(call: Call, row: Resource, relation: str, checked: query.Checked) -> Reply:
-    operation = call.operation
-    assert operation is not None  # noqa: S101
+    operation = _operation_of(call)
     data = row.relationships.get(relation)
     related = store.several(call.account_id, _identifiers(data))
     schema = description.resolve(operation.responses.get(str(operation.success_status)))
