@@ -224,8 +224,11 @@ def conform(value: Any, schema: Mapping[str, Any] | None, *, depth: int = 0) -> 
 def _alternative(value: Any, schema: Mapping[str, Any], branches: list[Any], depth: int) -> Any:
     """A value for a ``oneOf``/``anyOf``: ``value`` when it fits, else the first made-up one that does (for a
     ``oneOf``, one that fits exactly one branch; a branch's optional members are filled in to tell them apart)."""
-    if value is not MISSING and is_valid(schema, value):
-        return value
+    if value is not MISSING:
+        # Shaped by the branch it fits: members the branch does not answer (write-only ones) go.
+        for branch in branches:
+            if is_valid(branch, value) and is_valid(schema, shaped := conform(value, branch, depth=depth + 1)):
+                return shaped
     typed = [
         branch
         for branch in branches
