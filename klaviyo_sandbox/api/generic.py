@@ -24,7 +24,7 @@ import base64
 import binascii
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,9 +39,12 @@ from klaviyo_sandbox.exceptions import invalid
 from klaviyo_sandbox.models import Resource
 from klaviyo_sandbox.pagination import Page
 from klaviyo_sandbox.store import generic as store
+from klaviyo_sandbox.store import imports
 
 _CATALOG_TYPES = frozenset({"catalog-item", "catalog-variant", "catalog-category"})
 _PCHAR = "$:@!*'()+,;=-._~"  # what a path segment may hold unescaped (RFC 3986), as in Klaviyo's catalog ids
+# Jobs whose work the sandbox does (at once; the job's status still moves over KLAVIYO_SANDBOX_JOB_DELAY).
+_EFFECTS: dict[str, Callable[..., None]] = {"bulk_import_profiles": imports.import_profiles}
 COLLECTION, ITEM, RELATED, RELATIONSHIP, ACTION = "collection", "item", "related", "relationship", "action"
 
 
@@ -358,6 +361,9 @@ def handle(call: Call) -> Reply:
 
 def _create(call: Call, operation: description.Operation, checked: query.Checked) -> Reply:
     body = _body(call)
+    effect = _EFFECTS.get(operation.id)
+    if effect is not None:
+        effect(account_id=call.account_id, body=body)
     attributes, relationships, identifier, sent_type = _parts(body)
     kind = _operation_type(operation) or sent_type or type_of_template(operation.template)
     if kind.endswith("-job"):

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from klaviyo_sandbox.scopes import KNOWN_SCOPES
-from tests.sandbox.support import BLUEBELL, api, error_of, token_for
+from tests.sandbox.support import BLUEBELL, NORTHWIND, api, error_of, token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -205,3 +205,39 @@ def test_a_date_time_member_must_be_rfc_3339(client, token):
     assert created.status_code == 200, created.content  # the description's status for create_coupon_code
     assert created.json()["data"]["attributes"]["unique_code"] == "ABC123"
     assert created.json()["data"]["attributes"]["expires_at"] == "2030-01-31T00:00:00Z"
+
+
+def test_a_profile_bulk_import_job_creates_and_updates_the_profiles_and_fills_its_lists(client, token):
+    from klaviyo_sandbox.accounts import profiles_of
+    from klaviyo_sandbox.models import Profile
+
+    api(client, "GET", "/accounts", token)  # the account's fixed profiles are written on first use
+    seed = profiles_of(NORTHWIND)[0]
+    list_id = api(client, "POST", "/lists", token, body={"data": {"type": "list", "attributes": {"name": "Import"}}})
+    list_id = list_id.json()["data"]["id"]
+
+    def job(*attributes, lists=(list_id,)):
+        return {
+            "data": {
+                "type": "profile-bulk-import-job",
+                "attributes": {"profiles": {"data": [{"type": "profile", "attributes": a} for a in attributes]}},
+                "relationships": {"lists": {"data": [{"type": "list", "id": one} for one in lists]}},
+            }
+        }
+
+    bad = job({"email": "fine@example.com"}, {"email": "not-an-email"})
+    error = error_of(api(client, "POST", "/profile-bulk-import-jobs", token, body=bad), 400)
+    assert error["source"] == {"pointer": "/data/attributes/profiles/data/1/attributes/email"}
+    unknown = job({"email": "fine@example.com"}, lists=("NoSuch",))
+    error = error_of(api(client, "POST", "/profile-bulk-import-jobs", token, body=unknown), 400)
+    assert error["source"] == {"pointer": "/data/relationships/lists/data/0/id"}
+    assert not Profile.objects.filter(email="fine@example.com").exists()
+
+    good = job({"email": "fine@example.com", "first_name": "Fay"}, {"email": seed.email, "title": "Buyer"})
+    created = api(client, "POST", "/profile-bulk-import-jobs", token, body=good)
+    assert created.status_code == 202, created.content
+    assert created.json()["data"]["attributes"]["total_count"] == 2
+    assert Profile.objects.get(email="fine@example.com").first_name == "Fay"
+    assert Profile.objects.get(pk=seed.id).title == "Buyer"
+    members = api(client, "GET", f"/lists/{list_id}/profiles", token).json()["data"]
+    assert sorted(row["attributes"]["email"] for row in members) == sorted(["fine@example.com", seed.email])
