@@ -44,7 +44,10 @@ from klaviyo_sandbox.store import imports
 _CATALOG_TYPES = frozenset({"catalog-item", "catalog-variant", "catalog-category"})
 _PCHAR = "$:@!*'()+,;=-._~"  # what a path segment may hold unescaped (RFC 3986), as in Klaviyo's catalog ids
 # Jobs whose work the sandbox does (at once; the job's status still moves over KLAVIYO_SANDBOX_JOB_DELAY).
-_EFFECTS: dict[str, Callable[..., None]] = {"bulk_import_profiles": imports.import_profiles}
+_EFFECTS: dict[str, Callable[..., None]] = {
+    "bulk_import_profiles": imports.import_profiles,
+    "bulk_create_events": imports.create_events,
+}
 COLLECTION, ITEM, RELATED, RELATIONSHIP, ACTION = "collection", "item", "related", "relationship", "action"
 
 

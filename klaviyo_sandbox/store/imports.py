@@ -1,4 +1,4 @@
-"""Profile bulk import jobs: every profile of the job created or updated, and added to the job's lists."""
+"""Bulk jobs the sandbox carries out: profile imports (profiles and their lists) and event bulk creates."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from klaviyo_sandbox.bodies import Data
-from klaviyo_sandbox.exceptions import invalid
+from klaviyo_sandbox.exceptions import APIError, invalid
 from klaviyo_sandbox.models import ListMembership, ProfileList
-from klaviyo_sandbox.store import profiles
+from klaviyo_sandbox.store import events, profiles
 
 
 def import_profiles(*, account_id: str, body: dict[str, Any]) -> None:
@@ -37,3 +37,29 @@ def import_profiles(*, account_id: str, body: dict[str, Any]) -> None:
                 ListMembership.objects.get_or_create(
                     profile_list=found[list_id], profile=row, defaults={"joined_at": now}
                 )
+
+
+def create_events(*, account_id: str, body: dict[str, Any]) -> None:
+    """Record every event of an event bulk create job as ``POST /events`` does (its metric by name, its
+    profile created or updated). All or nothing: a 400 pointing at the bad member records nothing."""
+    entries = body["data"]["attributes"]["events-bulk-create"]["data"]
+    with transaction.atomic():
+        for index, entry in enumerate(entries):
+            attributes = entry.get("attributes") or {}
+            at = f"/data/attributes/events-bulk-create/data/{index}/attributes"
+            for position, event in enumerate((attributes.get("events") or {}).get("data") or []):
+                single = {
+                    "data": {
+                        "type": "event",
+                        "attributes": {**(event.get("attributes") or {}), "profile": attributes.get("profile")},
+                    }
+                }
+                try:
+                    events.create(account_id, single)
+                except APIError as exc:
+                    pointer = exc.source.get("pointer", "")
+                    if pointer.startswith("/data/attributes/profile"):
+                        exc.source["pointer"] = at + pointer.removeprefix("/data/attributes")
+                    else:
+                        exc.source["pointer"] = f"{at}/events/data/{position}" + pointer.removeprefix("/data")
+                    raise

@@ -241,3 +241,40 @@ def test_a_profile_bulk_import_job_creates_and_updates_the_profiles_and_fills_it
     assert Profile.objects.get(pk=seed.id).title == "Buyer"
     members = api(client, "GET", f"/lists/{list_id}/profiles", token).json()["data"]
     assert sorted(row["attributes"]["email"] for row in members) == sorted(["fine@example.com", seed.email])
+
+
+def test_an_event_bulk_create_job_records_every_event_or_none(client, token):
+    from klaviyo_sandbox.models import Event
+
+    def job(*events, email="buyer@example.com"):
+        return {
+            "data": {
+                "type": "event-bulk-create-job",
+                "attributes": {
+                    "events-bulk-create": {
+                        "data": [
+                            {
+                                "type": "event-bulk-create",
+                                "attributes": {
+                                    "profile": {"data": {"type": "profile", "attributes": {"email": email}}},
+                                    "events": {"data": [{"type": "event", "attributes": e} for e in events]},
+                                },
+                            }
+                        ]
+                    }
+                },
+            }
+        }
+
+    def order(value, **extra):
+        metric = {"data": {"type": "metric", "attributes": {"name": "Placed Order"}}}
+        return {"properties": {"OrderId": value}, "metric": metric, "value": value, **extra}
+
+    bad = job(order(10), order(20, time="yesterday"))
+    error = error_of(api(client, "POST", "/event-bulk-create-jobs", token, body=bad), 400)
+    assert error["source"]["pointer"].startswith("/data/attributes/events-bulk-create/data/0/attributes/events/data/1")
+    assert not Event.objects.exists()
+    done = api(client, "POST", "/event-bulk-create-jobs", token, body=job(order(10), order(20)))
+    assert done.status_code == 202, done.content
+    listed = api(client, "GET", "/events", token, sort="datetime").json()["data"]
+    assert sorted(row["attributes"]["event_properties"]["OrderId"] for row in listed) == [10, 20]
