@@ -47,6 +47,7 @@ _PCHAR = "$:@!*'()+,;=-._~"  # what a path segment may hold unescaped (RFC 3986)
 _EFFECTS: dict[str, Callable[..., None]] = {
     "bulk_import_profiles": imports.import_profiles,
     "bulk_create_events": imports.create_events,
+    "request_profile_deletion": imports.delete_profile_data,
 }
 COLLECTION, ITEM, RELATED, RELATIONSHIP, ACTION = "collection", "item", "related", "relationship", "action"
 

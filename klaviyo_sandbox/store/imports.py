@@ -1,4 +1,4 @@
-"""Bulk jobs the sandbox carries out: profile imports (profiles and their lists) and event bulk creates."""
+"""Jobs the sandbox carries out: profile imports (with their lists), event bulk creates, data-privacy deletions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from klaviyo_sandbox.bodies import Data
 from klaviyo_sandbox.exceptions import APIError, invalid
-from klaviyo_sandbox.models import ListMembership, ProfileList
+from klaviyo_sandbox.models import ListMembership, Profile, ProfileList
 from klaviyo_sandbox.store import events, profiles
 
 
@@ -63,3 +63,21 @@ def create_events(*, account_id: str, body: dict[str, Any]) -> None:
                     else:
                         exc.source["pointer"] = f"{at}/events/data/{position}" + pointer.removeprefix("/data")
                     raise
+
+
+def delete_profile_data(*, account_id: str, body: dict[str, Any]) -> None:
+    """A data-privacy deletion job: the profile with the id, email or phone number given is deleted with its
+    events and list memberships (none found: nothing to delete, as Klaviyo accepts the job all the same)."""
+    data = body["data"]["attributes"]["profile"]["data"]
+    attributes = data.get("attributes") or {}
+    identifiers = {
+        "pk": data.get("id"),
+        "email": attributes.get("email"),
+        "phone_number": attributes.get("phone_number"),
+    }
+    given = {name: value for name, value in identifiers.items() if value is not None}
+    if not given:
+        detail = "The profile needs an id, an email or a phone_number."
+        raise invalid(detail, pointer="/data/attributes/profile/data/attributes")
+    name, value = next(iter(given.items()))
+    Profile.objects.filter(account_id=account_id, **{name: value}).delete()

@@ -278,3 +278,33 @@ def test_an_event_bulk_create_job_records_every_event_or_none(client, token):
     assert done.status_code == 202, done.content
     listed = api(client, "GET", "/events", token, sort="datetime").json()["data"]
     assert sorted(row["attributes"]["event_properties"]["OrderId"] for row in listed) == [10, 20]
+
+
+def test_a_data_privacy_deletion_job_deletes_the_profile_with_its_events_and_memberships(client, token):
+    from klaviyo_sandbox.accounts import profiles_of
+    from klaviyo_sandbox.models import Event, ListMembership, Profile
+
+    api(client, "GET", "/accounts", token)  # the account's fixed profiles are written on first use
+    seed = profiles_of(NORTHWIND)[0]
+    list_id = api(client, "POST", "/lists", token, body={"data": {"type": "list", "attributes": {"name": "L"}}})
+    list_id = list_id.json()["data"]["id"]
+    members = {"data": [{"type": "profile", "id": seed.id}]}
+    assert api(client, "POST", f"/lists/{list_id}/relationships/profiles", token, body=members).status_code == 204
+    metric = {"data": {"type": "metric", "attributes": {"name": "Viewed"}}}
+    profile = {"data": {"type": "profile", "attributes": {"email": seed.email}}}
+    event = {"data": {"type": "event", "attributes": {"properties": {}, "metric": metric, "profile": profile}}}
+    assert api(client, "POST", "/events", token, body=event).status_code == 202
+
+    def job(attributes):
+        data = {"type": "profile", "attributes": attributes}
+        return {"data": {"type": "data-privacy-deletion-job", "attributes": {"profile": {"data": data}}}}
+
+    error = error_of(api(client, "POST", "/data-privacy-deletion-jobs", token, body=job({})), 400)
+    assert error["source"] == {"pointer": "/data/attributes/profile/data/attributes"}
+    assert Profile.objects.filter(pk=seed.id).exists()
+    done = api(client, "POST", "/data-privacy-deletion-jobs", token, body=job({"email": seed.email}))
+    assert done.status_code == 202, done.content
+    assert not Profile.objects.filter(pk=seed.id).exists()
+    assert not Event.objects.filter(profile_id=seed.id).exists()
+    assert not ListMembership.objects.filter(profile_id=seed.id).exists()
+    assert error_of(api(client, "GET", f"/profiles/{seed.id}", token), 404)["code"] == "not_found"
