@@ -43,6 +43,7 @@ HANDLERS: dict[str, View] = {
     "remove_profiles_from_list": lists.remove_profiles_from_list,
     "get_events": events.get_events,
     "create_event": events.create_event,
+    "get_event": events.get_event,
     "get_metrics": events.get_metrics,
     "get_metric": events.get_metric,
     "bulk_subscribe_profiles": subscriptions.bulk_subscribe_profiles,
