@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 # PORT on the command line, the one in .env is used (8000 by default).
 PORT ?= $(or $(shell sed -n 's/^PORT=//p' .env 2>/dev/null | tail -n 1),8000)
 
-.PHONY: run test lint serve bench clean
+.PHONY: run test lint serve bench conformance clean
 
 # Runtime packages: what `make run` and `make serve` need.
 $(VENV)/.runtime: requirements.txt
@@ -76,6 +76,14 @@ BENCH_ARGS ?=
 
 bench: $(VENV)/.installed
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The sandbox against Klaviyo's OpenAPI description, with schemathesis: CONFORMANCE_EXAMPLES requests
+# generated per operation (CI runs a bounded pass of 2 in .ci/run). Prints the counts of answers from
+# no route ("no such endpoint"), server errors, and Content-Type and response-schema failures.
+CONFORMANCE_EXAMPLES ?= 20
+
+conformance: $(VENV)/.installed
+	$(PY) .ci/conformance.py --examples $(CONFORMANCE_EXAMPLES)
 
 clean:
 	rm -rf $(VENV) staticfiles test-artifacts .pytest_cache .ruff_cache

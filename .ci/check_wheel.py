@@ -27,6 +27,8 @@ DISTRIBUTIONS = {
     "urllib3": "urllib3",
     "prometheus_client": "prometheus-client",
     "pythonjsonlogger": "python-json-logger",
+    "jsonschema": "jsonschema",
+    "referencing": "referencing",
 }
 OPTIONAL = {"pytest"}  # the test kit's fixture, defined only when pytest is importable
 

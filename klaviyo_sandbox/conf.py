@@ -17,6 +17,7 @@ Settings (all optional):
 - ``KLAVIYO_SANDBOX_REFRESH_FAILURE``: how they fail: ``503`` or ``invalid_grant`` (grant revoked).
 - ``KLAVIYO_SANDBOX_REFRESH_DELAY``: seconds the token endpoint waits before answering a refresh.
 - ``KLAVIYO_SANDBOX_API_DELAY``: seconds every admitted API call waits before it is answered.
+- ``KLAVIYO_SANDBOX_JOB_DELAY``: seconds a job (``POST /api/...-jobs``) takes to complete.
 
 What the sandbox served is counted in the database: see ``klaviyo_sandbox.counters``.
 """
@@ -47,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "KLAVIYO_SANDBOX_REFRESH_FAILURE": "503",
     "KLAVIYO_SANDBOX_REFRESH_DELAY": 0.0,
     "KLAVIYO_SANDBOX_API_DELAY": 0.0,
+    "KLAVIYO_SANDBOX_JOB_DELAY": 1.0,
 }
 
 # Numeric settings: (type, smallest, largest allowed value; None is unbounded).
@@ -57,6 +59,7 @@ NUMBERS: dict[str, tuple[type[int] | type[float], float, float | None]] = {
     "KLAVIYO_SANDBOX_FAIL_REFRESHES": (int, 0, None),
     "KLAVIYO_SANDBOX_REFRESH_DELAY": (float, 0, 60),
     "KLAVIYO_SANDBOX_API_DELAY": (float, 0, 60),
+    "KLAVIYO_SANDBOX_JOB_DELAY": (float, 0, 3600),
 }
 CHOICES: dict[str, tuple[str, ...]] = {"KLAVIYO_SANDBOX_REFRESH_FAILURE": REFRESH_FAILURES}
 
@@ -166,6 +169,11 @@ class _SandboxConf:
     def api_delay(self) -> float:
         """Seconds every admitted API call waits before it is answered."""
         return float(_number("KLAVIYO_SANDBOX_API_DELAY"))
+
+    @property
+    def job_delay(self) -> float:
+        """Seconds a job takes from queued to complete (processing after half of them). Default 1."""
+        return float(_number("KLAVIYO_SANDBOX_JOB_DELAY"))
 
 
 conf = _SandboxConf()

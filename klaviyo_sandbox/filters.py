@@ -59,7 +59,7 @@ def parse(expression: str | None, fields: dict[str, Field], *, resource: str) ->
     """The filter as a Q over the endpoint's queryset (an empty Q when there is none). Raises APIError 400."""
     if expression is None:
         return Q()
-    tokens = _tokenize(expression)
+    tokens = tokenize(expression)
     parser = _Parser(tokens, fields, resource)
     conditions = [parser.expression()]
     while parser.accept(","):
@@ -80,7 +80,7 @@ def _all(conditions: list[Q]) -> Q:
     return combined
 
 
-def _tokenize(expression: str) -> list[tuple[str, str]]:
+def tokenize(expression: str) -> list[tuple[str, str]]:
     tokens, position = [], 0
     while position < len(expression.rstrip()):
         match = _TOKEN.match(expression, position)
@@ -165,17 +165,17 @@ class _Parser:
         self.position += 1
         kind, text = token
         if kind == "string":
-            return _Quoted(re.sub(r"\\(.)", r"\1", text[1:-1]))
+            return Quoted(re.sub(r"\\(.)", r"\1", text[1:-1]))
         return text
 
 
-class _Quoted(str):
+class Quoted(str):
     """A value written in quotes (a string), as opposed to a bare word (a date, number or keyword)."""
 
 
 def _convert(raw: Any, spec: Field, name: str) -> Any:
     if spec.kind == STRING:
-        if not isinstance(raw, _Quoted):
+        if not isinstance(raw, Quoted):
             raise _bad(f"The value for '{name}' must be a string in quotes, e.g. \"value\".")
         return str(raw)
     if spec.kind == TIMESTAMP and isinstance(raw, str) and raw.isascii() and raw.isdigit():

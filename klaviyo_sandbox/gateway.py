@@ -16,7 +16,7 @@ from klaviyo_sandbox import counters, revisions
 from klaviyo_sandbox.accounts import SandboxAccount, get_account
 from klaviyo_sandbox.conf import conf
 from klaviyo_sandbox.crypto import digest
-from klaviyo_sandbox.exceptions import APIError
+from klaviyo_sandbox.exceptions import APIError, invalid
 from klaviyo_sandbox.models import AccessToken, Grant
 from klaviyo_sandbox.ratelimit import RateLimit, Tier, consume
 from klaviyo_sandbox.store.seeding import ensure_seeded
@@ -27,7 +27,7 @@ class Caller:
     """The authenticated side of an admitted API call."""
 
     account: SandboxAccount
-    grant_id: int
+    grant_id: int | None  # None: a client-side call (public key, no grant)
     scopes: frozenset[str]
     rate: RateLimit | None
 
@@ -61,6 +61,22 @@ def admit(
     if conf.api_delay:
         time.sleep(conf.api_delay)
     return caller
+
+
+def admit_client(*, company_id: str | None, revision: str | None, operation: str, tier: Tier) -> Caller:
+    """Admit a call to a client-side endpoint (``/client/...``): the account is named by its public API key
+    (``company_id``), which needs no scope. Raises APIError."""
+    counters.count(counters.API_REQUESTS, grant_id=None)
+    revisions.check(revision)
+    account = get_account(company_id or "")
+    if account is None:
+        detail = "company_id must be the public API key (site ID) of a Klaviyo account."
+        raise invalid(detail, parameter="company_id")
+    rate = consume(client_id="public", account_id=account.id, operation=operation, tier=tier)
+    ensure_seeded(account.id)
+    if conf.api_delay:
+        time.sleep(conf.api_delay)
+    return Caller(account=account, grant_id=None, scopes=frozenset(), rate=rate)
 
 
 def _grant_of(authorization: str | None) -> Grant | None:

@@ -42,7 +42,11 @@ def sparse(attributes: dict[str, Any], fields: Iterable[str] | None) -> dict[str
         source, target = attributes, chosen
         *parents, last = name.split(".")
         for parent in parents:
-            source = source.get(parent) or {}
+            found = source.get(parent)
+            source = found if isinstance(found, dict) else {}  # a list or a value holds no named members
+            if not isinstance(target.get(parent, {}), dict):
+                source = {}  # ...and when the whole member is chosen already, there is nothing to add
+                break
             target = target.setdefault(parent, {})
         if last in source:
             target[last] = source[last]

@@ -256,3 +256,29 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"Sandbox event {self.id}"
+
+
+class Resource(models.Model):
+    """A resource of any other type of Klaviyo's description, kept as JSON (the generic engine's store).
+
+    ``relationships`` maps a relationship's name to its data: a ``{"type", "id"}`` identifier,
+    a list of them, or null.
+    """
+
+    account_id = models.CharField(max_length=16)
+    type = models.CharField(max_length=64)
+    resource_id = models.CharField(max_length=255)
+    attributes = models.JSONField(default=dict)
+    relationships = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "sandbox resource"
+        constraints = [
+            models.UniqueConstraint(fields=["account_id", "type", "resource_id"], name="sandbox_resource_key")
+        ]
+        indexes = [models.Index(fields=["account_id", "type", "created_at"], name="sandbox_resource_listing")]
+
+    def __str__(self) -> str:
+        return f"Sandbox {self.type} {self.resource_id} of account {self.account_id}"

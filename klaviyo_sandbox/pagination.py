@@ -5,7 +5,8 @@ made for, and the sort value and primary key of the last row of the page before 
 (``next``) or the first row of the page after it (``prev``). Rows are ordered by the sort
 key, then by primary key, so every row is on exactly one page however many share a value.
 A leading "=" is ignored: Klaviyo's Python SDK sends one when it takes the cursor out of
-a whole ``links.next`` URL.
+a whole ``links.next`` URL. A whole ``links.next`` URL is accepted too (its ``page[cursor]``
+is used): Klaviyo's SDKs pass one on when it is not an https:// link.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from django.db.models import Model, Q, QuerySet
 
@@ -92,6 +94,9 @@ def _encode(direction: str, ordering: Ordering, row: Model) -> str:
 
 def _decode(cursor: str, ordering: Ordering) -> tuple[bool, Any, Any]:
     bad = invalid("page[cursor] is not a valid cursor for this request.", parameter="page[cursor]")
+    if cursor.startswith(("http://", "https://")):
+        # A whole links.next (or links.prev) URL: its page[cursor].
+        cursor = parse_qs(urlsplit(cursor).query).get("page[cursor]", [""])[0]
     try:
         cursor = cursor.lstrip("=")
         decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))

@@ -12,6 +12,7 @@ urlpatterns = [
     path("oauth/authorize", views.authorize, name="authorize"),
     path("oauth/token", views.token, name="token"),
     path("oauth/revoke", views.revoke, name="revoke"),
-    # Every /api/... path, known or not: the router answers in JSON:API (404, 405 included).
-    re_path(r"^api/(?P<path>.*)$", router.dispatch, name="api"),
+    # Every /api/... and /client/... path, known or not: the router answers in JSON:API (404, 405 included).
+    re_path(r"^api/(?P<path>[\s\S]*)$", router.dispatch, name="api"),
+    re_path(r"^client/(?P<path>[\s\S]*)$", router.dispatch_client, name="client"),
 ]

@@ -9,6 +9,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from klaviyo_sandbox import bodies, jsonapi, params
+from klaviyo_sandbox.description import Operation
 from klaviyo_sandbox.gateway import Caller
 from klaviyo_sandbox.pagination import Page, Selection
 
@@ -21,6 +22,7 @@ class Call:
     caller: Caller
     args: dict[str, str]
     api_root: str  # absolute URL of /api, without a trailing slash
+    operation: Operation | None = None  # the operation of Klaviyo's description being served
 
     @property
     def account_id(self) -> str:

@@ -16,6 +16,13 @@ def get_events(call: Call) -> Reply:
     return listed(call, events.LISTING, events.page, resources.event, resources.EVENT_FIELDS)
 
 
+def get_event(call: Call) -> Reply:
+    params.no_include(call.query)
+    fields = params.sparse_fields(call.query, "event", resources.EVENT_FIELDS)
+    row = events.event(call.account_id, call.args["id"])
+    return single(call, resources.event(row, api_root=call.api_root, fields=fields))
+
+
 def get_metrics(call: Call) -> Reply:
     return listed(call, events.METRICS, events.metrics, resources.metric, resources.METRIC_FIELDS)
 

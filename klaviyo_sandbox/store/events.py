@@ -50,6 +50,11 @@ def metrics(account_id: str, selection: Selection) -> Page:
     return paginate(rows, selection)
 
 
+def event(account_id: str, event_id: str) -> Event:
+    """The account's event. Raises APIError 404 when it has none with this id."""
+    return owned(Event, account_id, event_id)
+
+
 def metric(account_id: str, metric_id: str) -> Metric:
     return owned(Metric, account_id, metric_id)
 

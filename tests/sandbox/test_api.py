@@ -167,7 +167,7 @@ def test_each_endpoint_needs_its_scopes_and_says_which_are_missing(client, metho
 # --- routing ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/campaigns", "/profiles/01ABC/segments/extra", "/", "/lists/x/y/z"])
+@pytest.mark.parametrize("path", ["/campaignz", "/profiles/01ABC/segments/extra", "/", "/lists/x/y/z"])
 def test_an_unknown_path_is_a_json_api_404(client, path):
     error = error_of(api(client, "GET", path, token_for()), 404)
     assert error["code"] == "not_found"

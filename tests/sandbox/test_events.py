@@ -171,3 +171,16 @@ def test_events_and_metrics_belong_to_their_account(client):
     other = token_for(BLUEBELL)
     assert ids(api(client, "GET", "/events", other)) == []
     assert ids(api(client, "GET", "/metrics", other)) == []
+
+
+def test_get_event_reads_one_event_of_the_account_and_404s_otherwise(client):
+    token = token_for()
+    assert api(client, "POST", "/events", token, body=event(value=12.5)).status_code == 202
+    row = Event.objects.get()
+    one = api(client, "GET", f"/events/{row.id}", token, **{"fields[event]": "event_properties"})
+    assert one.status_code == 200
+    data = one.json()["data"]
+    assert (data["type"], data["id"]) == ("event", row.id)
+    assert data["attributes"] == {"event_properties": {"sku": "A1", "$value": 12.5}}
+    assert error_of(api(client, "GET", f"/events/{row.id}", token_for(account=BLUEBELL)), 404)["code"] == "not_found"
+    assert error_of(api(client, "GET", "/events/nope", token), 404)["code"] == "not_found"

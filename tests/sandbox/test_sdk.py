@@ -186,3 +186,69 @@ def test_the_sdk_sees_403_for_a_scope_it_was_not_granted(sdk):
         klaviyo.Profiles.get_profiles()
     assert denied.value.status == 403
     assert json.loads(denied.value.body)["errors"][0]["code"] == "permission_denied"
+
+
+def test_the_sdk_subscribes_and_unsubscribes_profiles_with_consent_and_list_membership(sdk):
+    klaviyo = sdk(scopes=f"{EVERY_SCOPE} subscriptions:write")
+    list_id = klaviyo.Lists.create_list({"data": {"type": "list", "attributes": {"name": "Newsletter"}}}).data.id
+    seed = profiles_of(NORTHWIND)[0]
+    subscribe = {
+        "data": {
+            "type": "profile-subscription-bulk-create-job",
+            "attributes": {
+                "custom_source": "Checkout",
+                "profiles": {
+                    "data": [
+                        {
+                            "type": "profile",
+                            "attributes": {
+                                "email": "new-subscriber@example.com",
+                                "subscriptions": {"email": {"marketing": {"consent": "SUBSCRIBED"}}},
+                            },
+                        },
+                        {
+                            "type": "profile",
+                            "attributes": {
+                                "email": seed.email,
+                                "subscriptions": {"email": {"marketing": {"consent": "SUBSCRIBED"}}},
+                            },
+                        },
+                    ]
+                },
+            },
+            "relationships": {"list": {"data": {"type": "list", "id": list_id}}},
+        }
+    }
+    assert klaviyo.Profiles.bulk_subscribe_profiles(subscribe) is None
+    members = klaviyo.Lists.get_profiles_for_list(list_id, additional_fields_profile=["subscriptions"])
+    by_email = {row.attributes.email: row for row in members.data}
+    assert set(by_email) == {"new-subscriber@example.com", seed.email}
+    marketing = by_email[seed.email].attributes.subscriptions.email.marketing
+    assert (marketing.consent, marketing.can_receive_email_marketing) == ("SUBSCRIBED", True)
+    assert marketing.consent_timestamp is not None
+
+    unsubscribe = {
+        "data": {
+            "type": "profile-subscription-bulk-delete-job",
+            "attributes": {
+                "profiles": {
+                    "data": [
+                        {
+                            "type": "profile",
+                            "attributes": {
+                                "email": seed.email,
+                                "subscriptions": {"email": {"marketing": {"consent": "UNSUBSCRIBED"}}},
+                            },
+                        }
+                    ]
+                }
+            },
+            "relationships": {"list": {"data": {"type": "list", "id": list_id}}},
+        }
+    }
+    assert klaviyo.Profiles.bulk_unsubscribe_profiles(unsubscribe) is None
+    left = klaviyo.Lists.get_profiles_for_list(list_id)
+    assert [row.attributes.email for row in left.data] == ["new-subscriber@example.com"]
+    profile_now = klaviyo.Profiles.get_profile(seed.id, additional_fields_profile=["subscriptions"])
+    marketing = profile_now.data.attributes.subscriptions.email.marketing
+    assert (marketing.consent, marketing.can_receive_email_marketing) == ("UNSUBSCRIBED", False)

@@ -40,6 +40,7 @@ def test_the_sandbox_without_debug_is_a_check_error(settings):
         ("KLAVIYO_SANDBOX_FAIL_REFRESHES", True, "must be an integer >= 0"),
         ("KLAVIYO_SANDBOX_REFRESH_DELAY", 61, "must be a number between 0 and 60"),
         ("KLAVIYO_SANDBOX_API_DELAY", -0.5, "must be a number between 0 and 60"),
+        ("KLAVIYO_SANDBOX_JOB_DELAY", 3601, "must be a number between 0 and 3600"),
         ("KLAVIYO_SANDBOX_ROTATE_REFRESH_TOKENS", "yes", "must be true or false"),
         ("KLAVIYO_SANDBOX_APP_NAME", 42, "must be text"),
     ],
