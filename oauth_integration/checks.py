@@ -32,14 +32,8 @@ def check_encryption_keys(**kwargs: Any) -> list[CheckMessage]:
                     id="oauth_integration.E011",
                 )
             )
-        else:
-            messages.append(
-                Warning(
-                    "TOKEN_ENCRYPTION_KEY is not set; tokens are encrypted with a key derived from SECRET_KEY.",
-                    hint=hint,
-                    id="oauth_integration.W001",
-                )
-            )
+        # Otherwise (DEBUG, a real SECRET_KEY) the development key derived from SECRET_KEY is
+        # fine and every manage.py command stays quiet: check --deploy says so (below).
     else:
         try:
             crypto.parse_key(conf.encryption_key)
@@ -51,6 +45,24 @@ def check_encryption_keys(**kwargs: Any) -> list[CheckMessage]:
         except EncryptionKeyError as exc:
             messages.append(Error(str(exc), id="oauth_integration.E003"))
     return messages
+
+
+@register(Tags.security, deploy=True)
+def check_derived_encryption_key(**kwargs: Any) -> list[CheckMessage]:
+    """A development key derived from SECRET_KEY: said by ``check --deploy`` only, not by every command.
+
+    Without DEBUG the key is required (E001), and no key comes from the placeholder (E011).
+    """
+    if conf.encryption_key or not conf.debug or conf.secret_key_is_placeholder:
+        return []
+    return [
+        Warning(
+            "TOKEN_ENCRYPTION_KEY is not set; tokens are encrypted with a key derived from SECRET_KEY, "
+            "which is only for development: changing SECRET_KEY makes them unreadable.",
+            hint=f"Generate one with: {crypto.GENERATE_KEY}",
+            id="oauth_integration.W001",
+        )
+    ]
 
 
 @register()

@@ -23,11 +23,13 @@ def test_good_settings_pass_every_check():
     assert checks.check_secret_key() == []
 
 
-def test_missing_key_is_an_error_outside_debug_and_a_warning_in_debug(settings):
+def test_missing_key_is_an_error_outside_debug_and_a_deploy_warning_in_debug(settings):
     settings.TOKEN_ENCRYPTION_KEY = ""
     assert ids(checks.check_encryption_keys()) == ["oauth_integration.E001"]
+    assert checks.check_derived_encryption_key() == []
     settings.DEBUG = True
-    assert ids(checks.check_encryption_keys()) == ["oauth_integration.W001"]
+    assert checks.check_encryption_keys() == []
+    assert ids(checks.check_derived_encryption_key()) == ["oauth_integration.W001"]
 
 
 def test_malformed_keys_are_reported_without_their_value(settings):
@@ -190,3 +192,14 @@ def test_only_a_cache_every_server_shares_serves_sessions_and_users_always_come_
         CACHE_URL=url,
     )
     assert printed == expected
+
+
+def test_the_development_key_is_mentioned_by_check_deploy_not_by_every_command():
+    development = {"DEBUG": "true", "SECRET_KEY": "x" * 50, "TOKEN_ENCRYPTION_KEY": ""}
+
+    everyday = _manage("check", **development)
+    deploy = _manage("check", "--deploy", **development)
+
+    assert everyday.returncode == 0, everyday.stderr
+    assert "oauth_integration.W001" not in everyday.stdout + everyday.stderr
+    assert "oauth_integration.W001" in deploy.stdout + deploy.stderr
