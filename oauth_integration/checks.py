@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -152,6 +153,26 @@ def check_secret_key(**kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+@register(deploy=True)
+def check_metrics_over_processes(**kwargs: Any) -> list[CheckMessage]:
+    """/metrics of a server with several worker processes adds them up only through PROMETHEUS_MULTIPROC_DIR."""
+    if not conf.metrics_token or os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip():
+        return []
+    return [
+        Warning(
+            "METRICS_TOKEN is set but PROMETHEUS_MULTIPROC_DIR is not: with several worker processes "
+            "(gunicorn --workers 2 or more) each scrape of /metrics shows the counters of the one worker "
+            "that answers it.",
+            hint="Serve with the hooks of oauth_integration.gunicorn (gunicorn --config "
+            "python:oauth_integration.gunicorn, or `from oauth_integration.gunicorn import *` in your "
+            "gunicorn.conf.py): they set PROMETHEUS_MULTIPROC_DIR when gunicorn starts, so name the directory "
+            "in the environment for this check to see it too. A server of one process (runserver, one "
+            "gunicorn worker) needs neither: add oauth_integration.W004 to SILENCED_SYSTEM_CHECKS.",
+            id="oauth_integration.W004",
+        )
+    ]
 
 
 @register()

@@ -203,3 +203,19 @@ def test_the_development_key_is_mentioned_by_check_deploy_not_by_every_command()
     assert everyday.returncode == 0, everyday.stderr
     assert "oauth_integration.W001" not in everyday.stdout + everyday.stderr
     assert "oauth_integration.W001" in deploy.stdout + deploy.stderr
+
+
+def test_metrics_without_a_multiprocess_directory_is_a_deploy_warning(settings, monkeypatch):
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    settings.METRICS_TOKEN = ""
+    assert checks.check_metrics_over_processes() == []
+
+    settings.METRICS_TOKEN = "scrape-token"
+    messages = checks.check_metrics_over_processes()
+    assert ids(messages) == ["oauth_integration.W004"]
+    assert "python:oauth_integration.gunicorn" in messages[0].hint
+    assert "SILENCED_SYSTEM_CHECKS" in messages[0].hint  # one process needs nothing
+    assert "scrape-token" not in messages[0].msg + messages[0].hint
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/run/metrics")
+    assert checks.check_metrics_over_processes() == []
