@@ -73,4 +73,4 @@ bench: $(VENV)/.installed
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) staticfiles test-artifacts .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-django6 staticfiles test-artifacts .pytest_cache .ruff_cache
