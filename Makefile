@@ -86,4 +86,4 @@ conformance: $(VENV)/.installed
 	$(PY) .ci/conformance.py --examples $(CONFORMANCE_EXAMPLES)
 
 clean:
-	rm -rf $(VENV) staticfiles test-artifacts .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-django6 staticfiles test-artifacts .pytest_cache .ruff_cache

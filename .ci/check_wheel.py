@@ -4,7 +4,8 @@
   migrations, templates, static files, data) is in the wheel;
 * nothing else is: no ``klaviyo_site``, ``tests`` or ``bench``;
 * every third-party module the two apps import is provided by a ``Requires-Dist`` of the
-  wheel (``pytest``, which ``oauth_integration.testing`` imports only when present, excepted).
+  wheel, except ``pytest`` (``oauth_integration.testing`` imports it only when present) and
+  ``gunicorn`` (only gunicorn itself loads ``oauth_integration.gunicorn``).
 
 Usage: python check_wheel.py WHEEL REPOSITORY
 """
@@ -30,7 +31,10 @@ DISTRIBUTIONS = {
     "jsonschema": "jsonschema",
     "referencing": "referencing",
 }
-OPTIONAL = {"pytest"}  # the test kit's fixture, defined only when pytest is importable
+OPTIONAL = {
+    "pytest",  # the test kit's fixture, defined only when pytest is importable
+    "gunicorn",  # oauth_integration.gunicorn: hooks that only gunicorn imports
+}
 
 
 def tracked_files(repository: Path) -> set[str]:

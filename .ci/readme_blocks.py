@@ -9,6 +9,14 @@ marker that says how it is applied:
     <!-- host-project: shell -->                       the block is run by `python manage.py shell -c`
     <!-- host-project: cron -->                        each crontab line's command is run once, in the
                                                        project (its leading `cd DIR &&` left out)
+    <!-- host-project: serve -->                       like run, but the last line is a server: it is
+                                                       started in the background on the address of its
+                                                       --bind (HOST_PROJECT_BIND replaces it when set),
+                                                       and while it answers HTTP there the command in
+                                                       HOST_PROJECT_WHILE_SERVING runs; then it is
+                                                       stopped (SIGTERM) and must exit cleanly. Both
+                                                       run without the variables that
+                                                       HOST_PROJECT_SERVE_UNSET names
     <!-- host-project: skip: REASON -->                not applied, for the reason given
 
 A block without a marker, a marker without a block or a marker outside the section is an
@@ -21,9 +29,14 @@ Usage: python readme_blocks.py README.md PROJECT_DIR
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,11 +99,54 @@ def shell_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-def run(command: list[str], project: Path, shown: str) -> None:
+def run(command: list[str], project: Path, shown: str, env: dict[str, str] | None = None) -> None:
     print(f"$ {shown}", flush=True)
-    result = subprocess.run(command, cwd=project, check=False)
+    result = subprocess.run(command, cwd=project, check=False, env=env)
     if result.returncode != 0:
         raise ReadmeError(f"`{shown}` exited with {result.returncode}")
+
+
+def serve(block: Block, server: str, project: Path) -> None:
+    """Start ``server`` in the background, wait until its --bind address answers HTTP, run
+    HOST_PROJECT_WHILE_SERVING, stop the server and require a clean exit."""
+    bind = re.search(r"--bind[ =](\S+)", server)
+    if not bind:
+        raise ReadmeError(f"line {block.line}: the server command has no --bind HOST:PORT")
+    address = os.environ.get("HOST_PROJECT_BIND") or bind[1]
+    server = server.replace(bind[0], f"--bind {address}")
+    unset = os.environ.get("HOST_PROJECT_SERVE_UNSET", "").split()
+    env = {name: value for name, value in os.environ.items() if name not in unset}
+    log = project / "serve.log"
+    print(f"$ {server} &  (output in {log.name}; without {', '.join(unset) or 'nothing'})", flush=True)
+    with log.open("w") as output:
+        process = subprocess.Popen(["bash", "-c", f"exec {server}"], cwd=project, env=env, stdout=output, stderr=output)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise ReadmeError(f"line {block.line}: the server exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                urllib.request.urlopen(f"http://{address}/", timeout=5).close()
+                break
+            except urllib.error.HTTPError:
+                break  # it answers (404 and the like are answers)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise ReadmeError(f"line {block.line}: nothing answers on {address}:\n{log.read_text()}") from None
+                time.sleep(0.2)
+        check = os.environ.get("HOST_PROJECT_WHILE_SERVING")
+        if check:
+            run(["bash", "-e", "-o", "pipefail", "-c", check], project, check, env)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.returncode != 0:
+        raise ReadmeError(f"line {block.line}: the server exited with {process.returncode}:\n{log.read_text()}")
+    print(f"served on {address}, stopped cleanly")
 
 
 def apply(block: Block, project: Path) -> None:
@@ -108,6 +164,11 @@ def apply(block: Block, project: Path) -> None:
     elif block.how == "run":
         for line in shell_lines(block.text):
             run(["bash", "-e", "-o", "pipefail", "-c", line], project, line)
+    elif block.how == "serve":
+        *setup, server = shell_lines(block.text)
+        for line in setup:
+            run(["bash", "-e", "-o", "pipefail", "-c", line], project, line)
+        serve(block, server, project)
     elif block.how == "cron":
         for line in shell_lines(block.text):
             command = re.sub(r"^cd \S+ && ", "", line.split(maxsplit=5)[5])

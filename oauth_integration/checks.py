@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,14 +34,8 @@ def check_encryption_keys(**kwargs: Any) -> list[CheckMessage]:
                     id="oauth_integration.E011",
                 )
             )
-        else:
-            messages.append(
-                Warning(
-                    "TOKEN_ENCRYPTION_KEY is not set; tokens are encrypted with a key derived from SECRET_KEY.",
-                    hint=hint,
-                    id="oauth_integration.W001",
-                )
-            )
+        # Otherwise (DEBUG, a real SECRET_KEY) the development key derived from SECRET_KEY is
+        # fine and every manage.py command stays quiet: check --deploy says so (below).
     else:
         try:
             crypto.parse_key(conf.encryption_key)
@@ -52,6 +47,24 @@ def check_encryption_keys(**kwargs: Any) -> list[CheckMessage]:
         except EncryptionKeyError as exc:
             messages.append(Error(str(exc), id="oauth_integration.E003"))
     return messages
+
+
+@register(Tags.security, deploy=True)
+def check_derived_encryption_key(**kwargs: Any) -> list[CheckMessage]:
+    """A development key derived from SECRET_KEY: said by ``check --deploy`` only, not by every command.
+
+    Without DEBUG the key is required (E001), and no key comes from the placeholder (E011).
+    """
+    if conf.encryption_key or not conf.debug or conf.secret_key_is_placeholder:
+        return []
+    return [
+        Warning(
+            "TOKEN_ENCRYPTION_KEY is not set; tokens are encrypted with a key derived from SECRET_KEY, "
+            "which is only for development: changing SECRET_KEY makes them unreadable.",
+            hint=f"Generate one with: {crypto.GENERATE_KEY}",
+            id="oauth_integration.W001",
+        )
+    ]
 
 
 @register()
@@ -149,6 +162,26 @@ def check_secret_key(**kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+@register(deploy=True)
+def check_metrics_over_processes(**kwargs: Any) -> list[CheckMessage]:
+    """/metrics of a server with several worker processes adds them up only through PROMETHEUS_MULTIPROC_DIR."""
+    if not conf.metrics_token or os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip():
+        return []
+    return [
+        Warning(
+            "METRICS_TOKEN is set but PROMETHEUS_MULTIPROC_DIR is not: with several worker processes "
+            "(gunicorn --workers 2 or more) each scrape of /metrics shows the counters of the one worker "
+            "that answers it.",
+            hint="Serve with the hooks of oauth_integration.gunicorn (gunicorn --config "
+            "python:oauth_integration.gunicorn, or `from oauth_integration.gunicorn import *` in your "
+            "gunicorn.conf.py): they set PROMETHEUS_MULTIPROC_DIR when gunicorn starts, so name the directory "
+            "in the environment for this check to see it too. A server of one process (runserver, one "
+            "gunicorn worker) needs neither: add oauth_integration.W004 to SILENCED_SYSTEM_CHECKS.",
+            id="oauth_integration.W004",
+        )
+    ]
 
 
 @register()

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import reverse
 
 from oauth_integration.declared import DeclaredSettings
 
@@ -113,12 +117,38 @@ class _Conf:
 
     @property
     def authorize_url(self) -> str:
+        """Klaviyo's consent page as configured (see ``authorize_url_for`` for sandbox mode)."""
         return str(setting("KLAVIYO_AUTHORIZE_URL"))
+
+    def authorize_url_for(self, redirect_uri: str) -> str:
+        """The consent page for an authorization that comes back to ``redirect_uri``.
+
+        In sandbox mode without KLAVIYO_AUTHORIZE_URL: the sandbox's own page
+        (``reverse("klaviyo_sandbox:authorize")``) on the site of ``redirect_uri``, which is
+        the request's host and port unless KLAVIYO_REDIRECT_URL says otherwise.
+        """
+        if not self._sandbox_derives("KLAVIYO_AUTHORIZE_URL"):
+            return self.authorize_url
+        return _origin(redirect_uri) + reverse("klaviyo_sandbox:authorize")
 
     @property
     def base_url(self) -> str:
         """Host for /oauth/token, /oauth/revoke and /api/..., without a trailing slash."""
-        return str(setting("KLAVIYO_BASE_URL")).rstrip("/")
+        return self.base_url_for()
+
+    def base_url_for(self, redirect_uri: str = "") -> str:
+        """KLAVIYO_BASE_URL, without a trailing slash. In sandbox mode without it: the sandbox's
+        root (from ``reverse()``) on the site of ``redirect_uri`` (the code exchange passes the
+        authorization's), else of KLAVIYO_REDIRECT_URL, else of the latest redirect URI the
+        sandbox issued a code for: the site a browser last connected through."""
+        if not self._sandbox_derives("KLAVIYO_BASE_URL"):
+            return str(setting("KLAVIYO_BASE_URL")).rstrip("/")
+        site = redirect_uri or self.redirect_url or _latest_sandbox_redirect_uri()
+        return _origin(site) + reverse("klaviyo_sandbox:token").removesuffix("/oauth/token")
+
+    def _sandbox_derives(self, name: str) -> bool:
+        """In sandbox mode an unset KLAVIYO_AUTHORIZE_URL or KLAVIYO_BASE_URL is worked out (no port to copy)."""
+        return self.sandbox and getattr(settings, name, None) in (None, "")
 
     @property
     def revision(self) -> str:
@@ -243,6 +273,26 @@ class _Conf:
     def secret_key_is_placeholder(self) -> bool:
         """SECRET_KEY is the public development placeholder: nothing may be derived from it."""
         return self.secret_key == getattr(settings, "INSECURE_DEV_SECRET_KEY", None)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _latest_sandbox_redirect_uri() -> str:
+    """Outside a request, with no KLAVIYO_REDIRECT_URL: where the sandbox last sent a browser back."""
+    try:
+        codes = apps.get_model("klaviyo_sandbox", "AuthorizationCode")
+    except LookupError:
+        raise ImproperlyConfigured("KLAVIYO_SANDBOX is on but klaviyo_sandbox is not in INSTALLED_APPS.") from None
+    uri = codes.objects.order_by("-created_at", "-pk").values_list("redirect_uri", flat=True).first()
+    if not uri:
+        raise ImproperlyConfigured(
+            "KLAVIYO_BASE_URL is not set and no customer has connected through the sandbox yet, so the "
+            "sandbox's address is unknown outside a request: set KLAVIYO_REDIRECT_URL (or KLAVIYO_BASE_URL)."
+        )
+    return str(uri)
 
 
 conf = _Conf()

@@ -2,7 +2,7 @@
 
 Counters and the histogram live in ``prometheus_client``'s default registry; under
 gunicorn they are written to its multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, set
-and cleaned by ``klaviyo_site/gunicorn.conf.py``), so a scrape adds up every worker. The
+and cleaned by the hooks of ``oauth_integration.gunicorn``), so a scrape adds up every worker. The
 connections gauge is read from the database when scraped, in one query.
 
 No label ever holds a customer identifier, a token or an e-mail address: ``endpoint`` is

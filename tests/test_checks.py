@@ -23,11 +23,13 @@ def test_good_settings_pass_every_check():
     assert checks.check_secret_key() == []
 
 
-def test_missing_key_is_an_error_outside_debug_and_a_warning_in_debug(settings):
+def test_missing_key_is_an_error_outside_debug_and_a_deploy_warning_in_debug(settings):
     settings.TOKEN_ENCRYPTION_KEY = ""
     assert ids(checks.check_encryption_keys()) == ["oauth_integration.E001"]
+    assert checks.check_derived_encryption_key() == []
     settings.DEBUG = True
-    assert ids(checks.check_encryption_keys()) == ["oauth_integration.W001"]
+    assert checks.check_encryption_keys() == []
+    assert ids(checks.check_derived_encryption_key()) == ["oauth_integration.W001"]
 
 
 def test_malformed_keys_are_reported_without_their_value(settings):
@@ -231,3 +233,30 @@ def test_database_pool_serves_queries_on_a_real_postgresql_server():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[1, 1, 1] 3 True"
+
+
+def test_the_development_key_is_mentioned_by_check_deploy_not_by_every_command():
+    development = {"DEBUG": "true", "SECRET_KEY": "x" * 50, "TOKEN_ENCRYPTION_KEY": ""}
+
+    everyday = _manage("check", **development)
+    deploy = _manage("check", "--deploy", **development)
+
+    assert everyday.returncode == 0, everyday.stderr
+    assert "oauth_integration.W001" not in everyday.stdout + everyday.stderr
+    assert "oauth_integration.W001" in deploy.stdout + deploy.stderr
+
+
+def test_metrics_without_a_multiprocess_directory_is_a_deploy_warning(settings, monkeypatch):
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    settings.METRICS_TOKEN = ""
+    assert checks.check_metrics_over_processes() == []
+
+    settings.METRICS_TOKEN = "scrape-token"
+    messages = checks.check_metrics_over_processes()
+    assert ids(messages) == ["oauth_integration.W004"]
+    assert "python:oauth_integration.gunicorn" in messages[0].hint
+    assert "SILENCED_SYSTEM_CHECKS" in messages[0].hint  # one process needs nothing
+    assert "scrape-token" not in messages[0].msg + messages[0].hint
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/run/metrics")
+    assert checks.check_metrics_over_processes() == []

@@ -22,6 +22,7 @@ def test_every_block_of_the_readme_section_is_marked_and_the_section_covers_what
     assert ("create", "conftest.py") in applied
     assert ("cron", "") in applied
     assert ("shell", "") in applied
+    assert ("serve", "") in applied
     texts = "".join(block.text for block in found)
     for needed in (
         '"oauth_integration"',
@@ -33,6 +34,9 @@ def test_every_block_of_the_readme_section_is_marked_and_the_section_covers_what
         'pytest_plugins = ["oauth_integration.testing"]',
         "klaviyo_sandbox.connect(",
         "django_db(transaction=True)",
+        "LOGIN_URL",
+        "METRICS_TOKEN",
+        "--config python:oauth_integration.gunicorn --workers 2",
     ):
         assert needed in texts, needed
     assert "klaviyo_site" not in texts

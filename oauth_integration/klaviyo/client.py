@@ -77,18 +77,20 @@ class KlaviyoClient:
             },
             quote_via=quote,  # spaces as %20, as Klaviyo's SDK sends them
         )
-        return f"{conf.authorize_url}?{query}"
+        return f"{conf.authorize_url_for(redirect_uri or conf.redirect_url)}?{query}"
 
     def exchange_code(self, *, code: str, code_verifier: str, redirect_uri: str = "") -> TokenGrant:
         """Trade an authorization code for tokens, sending the ``redirect_uri`` the authorization sent
         ("": KLAVIYO_REDIRECT_URL). Raises InvalidGrant, KlaviyoAPIError, KlaviyoUnavailable."""
+        redirect_uri = redirect_uri or conf.redirect_url
         grant = self._token_request(
             {
                 "grant_type": "authorization_code",
                 "code": code,
                 "code_verifier": code_verifier,
-                "redirect_uri": redirect_uri or conf.redirect_url,
-            }
+                "redirect_uri": redirect_uri,
+            },
+            base_url=conf.base_url_for(redirect_uri),
         )
         if not grant.refresh_token:
             raise KlaviyoUnavailable("Klaviyo's token response has no refresh_token")
@@ -104,9 +106,9 @@ class KlaviyoClient:
         if not response.ok:
             raise token_endpoint_error(response)
 
-    def _token_request(self, form: dict[str, str]) -> TokenGrant:
+    def _token_request(self, form: dict[str, str], *, base_url: str = "") -> TokenGrant:
         started = timezone.now()
-        response = self._post(TOKEN_PATH, form)
+        response = self._post(TOKEN_PATH, form, base_url=base_url)
         if not response.ok:
             raise token_endpoint_error(response)
         payload = json_object(response)
@@ -130,7 +132,7 @@ class KlaviyoClient:
             scopes=" ".join(scope.split()) if isinstance(scope, str) else "",
         )
 
-    def _post(self, path: str, form: dict[str, str]) -> requests.Response:
+    def _post(self, path: str, form: dict[str, str], *, base_url: str = "") -> requests.Response:
         try:
             response = send(
                 "POST",
@@ -140,6 +142,7 @@ class KlaviyoClient:
                 body=form,
                 session=self._session,
                 oauth=True,
+                base_url=base_url,
             )
         except requests.RequestException as exc:
             raise KlaviyoUnavailable(f"Klaviyo {path} unreachable ({type(exc).__name__})") from exc

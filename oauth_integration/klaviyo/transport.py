@@ -323,10 +323,12 @@ def send(
     body: bytes | dict[str, str] | None = None,
     session: requests.Session | None = None,
     oauth: bool = False,
+    base_url: str = "",
 ) -> requests.Response:
     """Send one request to Klaviyo and return its answer, the body read: every request goes here.
 
-    The URL is ``KLAVIYO_BASE_URL`` + ``path`` (+ ``params``); a path that is not an API
+    The URL is ``base_url`` (``KLAVIYO_BASE_URL``; in sandbox mode the sandbox of the site a
+    redirect URI names, ``conf.base_url_for``) + ``path`` (+ ``params``); a path that is not an API
     path (``oauth``: not exactly the token or revoke path), or a URL that would leave the base URL's scheme,
     host and port, raises KlaviyoPathRefused before ``auth`` adds the token or the client
     credentials. The request goes straight to the session's adapter (its urllib3 pool,
@@ -336,7 +338,7 @@ def send(
 
     Raises KlaviyoPathRefused, or requests' exceptions (failures reading the body included).
     """
-    prepared = prepare(method, conf.base_url, path, params=params, headers=headers, body=body, oauth=oauth)
+    prepared = prepare(method, base_url or conf.base_url, path, params=params, headers=headers, body=body, oauth=oauth)
     auth(prepared)
     if session is None:
         session = oauth_session() if oauth else shared_session()
