@@ -85,8 +85,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "401-retried-without-a-refresh",
         "oauth_integration/services/calls.py",
-        "fresh_connection(customer_identifier, rejected_version=connection.version)",
-        "fresh_connection(customer_identifier)",
+        "    connection = fresh_connection(customer_identifier, rejected_version=connection.version)\n    try:",
+        "    connection = fresh_connection(customer_identifier)\n    try:",
         ("tests/test_services.py", "tests/test_calls.py"),
     ),
     Mutant(
@@ -201,7 +201,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "paging-without-cycle-check",
         "oauth_integration/services/calls.py",
-        "if page in seen:",
+        "if frozenset(next_params.items()) in seen:",
         "if False:",
         ("tests/test_calls.py", "tests/test_services.py"),
     ),
@@ -232,17 +232,20 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "access-log-path-unescaped",
-        "klaviyo_site/gunicorn.conf.py",
-        'path = _escaped(self._mask(environ.get("PATH_INFO", "-")))',
+        "oauth_integration/gunicorn.py",
+        'path = escaped(self._mask(environ.get("PATH_INFO", "-")))',
         'path = self._mask(environ.get("PATH_INFO", "-"))',
         ("tests/test_deploy.py::test_gunicorn_access_lines_escape_what_the_client_sent",),
     ),
     Mutant(
         "metrics-directory-group-writable",
-        "klaviyo_site/gunicorn.conf.py",
+        "oauth_integration/serving.py",
         "if found.st_mode & 0o022:",
         "if found.st_mode & 0o002:",
-        ("tests/test_deploy.py::test_gunicorn_refuses_a_named_metrics_directory_others_could_write_to",),
+        (
+            "tests/test_deploy.py::test_gunicorn_refuses_a_named_metrics_directory_others_could_write_to",
+            "tests/test_serve.py::test_granian_refuses_a_named_metrics_directory_others_could_write_to",
+        ),
     ),
     Mutant(
         "granian-access-path-unescaped",
@@ -254,7 +257,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "granian-shares-a-taken-port",
         "klaviyo_site/serve.py",
-        "    refuse_a_taken_address(host, port)\n",
+        "        serving.refuse_taken_address(host, port)\n",
         "",
         ("tests/test_serve.py::test_a_second_granian_on_a_taken_port_stops_and_the_first_keeps_serving",),
     ),

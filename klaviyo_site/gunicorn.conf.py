@@ -8,10 +8,10 @@ default ``gthread``; ``GUNICORN_REUSE_PORT``, default on), so ``make serve`` and
 """
 
 import os
-import socket
 
 from klaviyo_site.flags import parse_bool
 from oauth_integration import gunicorn as integration
+from oauth_integration import serving
 from oauth_integration.gunicorn import child_exit, logger_class, on_exit  # noqa: F401 (gunicorn's hooks)
 
 
@@ -69,18 +69,8 @@ def _refuse_taken_addresses(addresses) -> None:
     """Stop with a clear message when another server already listens on a TCP address:
     with SO_REUSEPORT the workers would otherwise share it with that server silently."""
     for address in addresses:
-        if not isinstance(address, tuple):  # a Unix socket or an inherited descriptor
-            continue
-        host, port = address[0], address[1]
-        if not port:
-            raise RuntimeError("gunicorn needs a fixed port here (--bind host:port, not port 0)")
-        for family, kind, proto, _, sockaddr in socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM):
-            with socket.socket(family, kind, proto) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    probe.bind(sockaddr)
-                except OSError as exc:
-                    raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        if isinstance(address, tuple):  # not a Unix socket or an inherited descriptor
+            serving.refuse_taken_address(address[0], address[1])
 
 
 def on_starting(server):

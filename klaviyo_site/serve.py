@@ -10,12 +10,12 @@ listen with SO_REUSEPORT, and would otherwise share the port with the other serv
 * **Access log**: one line per request on stdout, never with the query string (Klaviyo's
   redirect to /authorize?code=...&state=... would put authorization codes there) or the
   Referer; each field a client chooses is escaped (``\\xNN``) and e-mail addresses masked,
-  as gunicorn's access line is (klaviyo_site/gunicorn.conf.py). ``LOG_FORMAT=json`` makes
+  as gunicorn's access line is (``oauth_integration.gunicorn``). ``LOG_FORMAT=json`` makes
   it one JSON object like the application's lines.
 * **Metrics**: the workers add up their Prometheus counters through files in one directory,
-  a new private one per server (``tempfile.mkdtemp``), or the one ``PROMETHEUS_MULTIPROC_DIR``
-  names, which must belong to this user and be writable by no one else. Its metric files
-  are removed when the server starts and stops; a directory of its own is removed too.
+  chosen and checked as for gunicorn (``oauth_integration.serving.metrics_directory``): the
+  one ``PROMETHEUS_MULTIPROC_DIR`` names, if it belongs to this user and no one else can
+  write to it, or a new private one, removed when the server stops.
 
 gunicorn stays available (``make serve SERVER=gunicorn``, klaviyo_site/gunicorn.conf.py).
 """
@@ -24,35 +24,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import json
 import logging
 import os
-import re
-import socket
-import stat
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
 from klaviyo_site.flags import positive_int
+from oauth_integration import serving
+from oauth_integration.serving import escaped
 
 ACCESS_FORMAT = "%(addr)s %(method)s %(path)s %(protocol)s %(status)s %(dt_ms)s"
-# Everything but printable ASCII, and the quote and backslash that delimit the line's fields.
-_UNSAFE = re.compile(r'[^\x20-\x7e]|["\\]')
-
-
-def escaped(value: str) -> str:
-    """``value`` with each control character, non-ASCII character, quote and backslash written
-    as ``\\xNN`` (as nginx does), so that no request can start a line or a field of its own."""
-    return _UNSAFE.sub(_code, value) if _UNSAFE.search(value) else value
-
-
-def _code(found: re.Match[str]) -> str:
-    character = ord(found.group())
-    return f"\\x{character:02x}" if character < 0x100 else f"\\u{character:04x}"
 
 
 class AccessFormatter(logging.Formatter):
@@ -115,50 +99,6 @@ def logging_config(json_lines: bool) -> dict[str, Any]:
     }
 
 
-def metrics_directory(named: str) -> tuple[str, bool]:
-    """The directory the workers' metric files go to, and whether this server made it.
-
-    A named one is made (0700) when missing; otherwise it must be a directory of this user's
-    that no one else can write to: another user could plant symlinks named like the workers'
-    files, which prometheus_client would then write through. Raises SystemExit with the reason."""
-    if not named:
-        return tempfile.mkdtemp(prefix="klaviyo-metrics-"), True
-    if not os.path.exists(named):
-        os.makedirs(named, mode=0o700)
-    found = os.stat(named)
-    if not stat.S_ISDIR(found.st_mode):
-        raise SystemExit(f"PROMETHEUS_MULTIPROC_DIR {named} is not a directory")
-    if found.st_uid != os.geteuid():
-        raise SystemExit(
-            f"PROMETHEUS_MULTIPROC_DIR {named} belongs to uid {found.st_uid}, not to this user "
-            f"(uid {os.geteuid()}): use a directory of this user's, writable only by it"
-        )
-    if found.st_mode & 0o022:
-        raise SystemExit(
-            f"PROMETHEUS_MULTIPROC_DIR {named} may be written by other users "
-            f"(mode {stat.S_IMODE(found.st_mode):04o}): chmod go-w it, or use another directory"
-        )
-    return named, False
-
-
-def clear_metrics(directory: str) -> None:
-    # Only prometheus_client's own files: the directory may be one the operator named.
-    for path in glob.glob(os.path.join(directory, "*.db")):
-        os.remove(path)
-
-
-def refuse_a_taken_address(host: str, port: int) -> None:
-    """Stop with a clear message when another server already listens on the address: granian's
-    workers listen with SO_REUSEPORT, and would otherwise share it with that server silently."""
-    for family, kind, proto, _, sockaddr in socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM):
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(sockaddr)
-            except OSError as exc:
-                raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-
-
 def parse_bind(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -178,10 +118,11 @@ def main(argv: list[str] | None = None) -> None:
 
     json_lines = getattr(settings, "LOG_FORMAT", "plain") == "json"
     host, port = args.bind
-    refuse_a_taken_address(host, port)
-    directory, own = metrics_directory(os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip())
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory  # the workers inherit it
-    clear_metrics(directory)
+    try:
+        serving.refuse_taken_address(host, port)
+        directory, own = serving.metrics_directory()
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
 
     from granian import Granian
 
@@ -201,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         server.serve()
     finally:
-        clear_metrics(directory)
+        serving.clear_metrics(directory)
         if own:
             with contextlib.suppress(OSError):
                 os.rmdir(directory)

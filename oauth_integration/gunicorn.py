@@ -31,17 +31,16 @@ gunicorn is not a dependency of this distribution: this module is imported only 
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
-import re
-import stat
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
 from gunicorn.glogging import Logger
+
+from oauth_integration import serving
+from oauth_integration.serving import escaped
 
 __all__ = ["AccessLogger", "child_exit", "logger_class", "on_exit", "on_starting"]
 
@@ -52,46 +51,10 @@ metrics_dir = ""
 _made_here = False
 
 
-def check_named_metrics_dir(path: str) -> None:
-    """Make ``path`` (mode 0700) if it does not exist; refuse one another user owns or may write
-    to: they could plant symlinks named like the workers' files, which prometheus_client
-    would then write through. Raises RuntimeError with the reason."""
-    if not os.path.exists(path):
-        os.makedirs(path, mode=0o700)
-    found = os.stat(path)
-    if not stat.S_ISDIR(found.st_mode):
-        raise RuntimeError(f"PROMETHEUS_MULTIPROC_DIR {path} is not a directory")
-    if found.st_uid != os.geteuid():
-        raise RuntimeError(
-            f"PROMETHEUS_MULTIPROC_DIR {path} belongs to uid {found.st_uid}, not to this user "
-            f"(uid {os.geteuid()}): use a directory of this user's, writable only by it"
-        )
-    if found.st_mode & 0o022:
-        raise RuntimeError(
-            f"PROMETHEUS_MULTIPROC_DIR {path} may be written by other users "
-            f"(mode {stat.S_IMODE(found.st_mode):04o}): chmod go-w it, or use another directory"
-        )
-
-
-def _clear_metrics() -> None:
-    # Only prometheus_client's own files: the directory may be one the operator named.
-    if not metrics_dir:  # on_starting stopped before choosing it
-        return
-    for path in glob.glob(os.path.join(metrics_dir, "*.db")):
-        os.remove(path)
-
-
 def on_starting(server: Any) -> None:
-    """Choose the metrics directory (see the module's docstring) and set PROMETHEUS_MULTIPROC_DIR."""
+    """Choose the metrics directory (``serving.metrics_directory``) and set PROMETHEUS_MULTIPROC_DIR."""
     global metrics_dir, _made_here
-    named = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
-    if named:
-        check_named_metrics_dir(named)
-        metrics_dir, _made_here = named, False
-    else:
-        metrics_dir, _made_here = tempfile.mkdtemp(prefix="klaviyo-metrics-"), True
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    _clear_metrics()
+    metrics_dir, _made_here = serving.metrics_directory()
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -101,28 +64,13 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    _clear_metrics()
+    serving.clear_metrics(metrics_dir)
     if _made_here:  # our own: leave nothing behind
         with contextlib.suppress(OSError):
             os.rmdir(metrics_dir)
 
 
 # --- access lines ---------------------------------------------------------------------------------
-
-# Everything but printable ASCII, and the quote and backslash that delimit the line's fields.
-_UNSAFE = re.compile(r'[^\x20-\x7e]|["\\]')
-
-
-def _code(found: re.Match[str]) -> str:
-    character = ord(found.group())
-    return f"\\x{character:02x}" if character < 0x100 else f"\\u{character:04x}"
-
-
-def escaped(value: str) -> str:
-    """``value`` with each control character, non-ASCII character, quote and backslash written
-    as ``\\xNN`` (as nginx does), so that no request can start a line or a field of its own.
-    WSGI strings hold one byte per character (latin-1), so ``\\xNN`` are the bytes received."""
-    return _UNSAFE.sub(_code, value) if _UNSAFE.search(value) else value
 
 
 class AccessLogger(Logger):
