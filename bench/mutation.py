@@ -176,6 +176,27 @@ MUTANTS: tuple[Mutant, ...] = (
         '    AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.AllowAllUsersModelBackend"]\n',
         ("tests/test_access_reflects_database.py",),
     ),
+    Mutant(
+        "permission-through-groups-ignored",
+        "oauth_integration/auth.py",
+        "permissions.filter(Q(**{through_user: user_obj}) | Q(**{through_group: user_obj}))",
+        "permissions.filter(Q(**{through_user: user_obj}))",
+        ("tests/test_auth_backend.py",),
+    ),
+    Mutant(
+        "inactive-user-holds-permissions",
+        "oauth_integration/auth.py",
+        "if not user_obj.is_active or user_obj.is_anonymous or obj is not None:",
+        "if user_obj.is_anonymous or obj is not None:",
+        ("tests/test_auth_backend.py",),
+    ),
+    Mutant(
+        "superuser-holds-permissions-that-do-not-exist",
+        "oauth_integration/auth.py",
+        "        return permissions.exists()",
+        "        return user_obj.is_superuser or permissions.exists()",
+        ("tests/test_auth_backend.py",),
+    ),
     # --- the findings of the audit of 2026-12-07 ------------------------------------------
     Mutant(
         "repeatable-write-not-retried",

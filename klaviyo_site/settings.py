@@ -212,14 +212,18 @@ DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", not _pooled)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Who is logged in, and with which permissions, comes from the database on every request:
+# Django's ModelBackend, with a permission check answered by one query instead of two
+# (oauth_integration/auth.py). A deactivation or a permission taken away applies to the next
+# request once committed, however it was written.
+AUTHENTICATION_BACKENDS = ["oauth_integration.auth.ModelBackend"]
+
 # --- Cache and sessions -----------------------------------------------------------------
 # With a cache that every server shares, sessions are read from it instead of the database
 # on each request (``cached_db``: written through to the database, and a logout deletes
 # both). CACHE_URL names one (redis://host:6379/0). SQLite lives on one machine, so without
 # CACHE_URL a file cache beside its database file is shared by every worker there.
-# Otherwise the cache is per process, and sessions are read from the database. Who is
-# logged in, and with which permissions, always comes from the database (Django's
-# ModelBackend): a deactivation or a permission taken away applies to the next request.
+# Otherwise the cache is per process, and sessions are read from the database.
 
 
 _PER_PROCESS = ("django.core.cache.backends.locmem.LocMemCache", "django.core.cache.backends.dummy.DummyCache")

@@ -178,9 +178,9 @@ def test_a_number_out_of_range_takes_its_default(settings):
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("redis://127.0.0.1:6379/0", "(True, None, 'cached_db', ['django.contrib.auth.backends.ModelBackend'])"),
-        ("pymemcache://127.0.0.1:11211", "(True, None, 'cached_db', ['django.contrib.auth.backends.ModelBackend'])"),
-        ("locmemcache://", "(False, 100000, 'db', ['django.contrib.auth.backends.ModelBackend'])"),
+        ("redis://127.0.0.1:6379/0", "(True, None, 'cached_db', ['oauth_integration.auth.ModelBackend'])"),
+        ("pymemcache://127.0.0.1:11211", "(True, None, 'cached_db', ['oauth_integration.auth.ModelBackend'])"),
+        ("locmemcache://", "(False, 100000, 'db', ['oauth_integration.auth.ModelBackend'])"),
     ],
 )
 def test_only_a_cache_every_server_shares_serves_sessions_and_users_always_come_from_the_database(url, expected):
