@@ -4,8 +4,9 @@
   migrations, templates, static files, data) is in the wheel;
 * nothing else is: no ``klaviyo_site``, ``tests`` or ``bench``;
 * every third-party module the two apps import is provided by a ``Requires-Dist`` of the
-  wheel, except ``pytest`` (``oauth_integration.testing`` imports it only when present) and
-  ``gunicorn`` (only gunicorn itself loads ``oauth_integration.gunicorn``).
+  wheel, except ``pytest`` (``oauth_integration.testing`` imports it only when present),
+  ``gunicorn`` (only gunicorn itself loads ``oauth_integration.gunicorn``) and ``klaviyo_api``
+  (``oauth_integration.sdk``, the ``sdk`` extra).
 
 Usage: python check_wheel.py WHEEL REPOSITORY
 """
@@ -34,6 +35,7 @@ DISTRIBUTIONS = {
 OPTIONAL = {
     "pytest",  # the test kit's fixture, defined only when pytest is importable
     "gunicorn",  # oauth_integration.gunicorn: hooks that only gunicorn imports
+    "klaviyo_api",  # oauth_integration.sdk: Klaviyo's SDK, the optional extra klaviyo-django-oauth[sdk]
 }
 
 
