@@ -84,6 +84,18 @@ def additional_fields(query: Query, resource: str, allowed: Iterable[str]) -> fr
     return frozenset(values or ())
 
 
+def include(query: Query, allowed: frozenset[str]) -> tuple[str, ...]:
+    """``include``: the related resources the sandbox adds to the answer; any other is refused."""
+    if "include" not in query:
+        return ()
+    values = tuple(value for value in query["include"].split(",") if value)
+    refused = [value for value in values if value not in allowed]
+    if refused or not values:
+        detail = f"The sandbox does not support include={','.join(refused) or query['include']} on this endpoint."
+        raise invalid(detail, parameter="include")
+    return values
+
+
 def no_include(query: Query) -> None:
     """``include`` is not imitated: say so instead of answering without the included resources."""
     if "include" in query:

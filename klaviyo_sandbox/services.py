@@ -247,3 +247,15 @@ def _revoke_grant(grant: Grant) -> None:
         Grant.objects.filter(pk=grant.pk).update(revoked_at=timezone.now())
         AccessToken.objects.filter(grant=grant).delete()
     logger.info("Sandbox revoked the grant of account %s", grant.account_id)
+
+
+def add_profiles_to_segment(*, account_id: str, segment_id: str, profile_ids: Iterable[str]) -> None:
+    """Make profiles members of a segment. Klaviyo computes a segment's members from its definition; the
+    sandbox does not, so its members are the profiles added here (``GET /segments/{id}/profiles``, and the
+    segment in ``GET /profiles/{id}/segments``). Raises APIError 404 for an unknown segment."""
+    from klaviyo_sandbox.store import generic
+
+    row = generic.get(account_id, "segment", segment_id)
+    current = row.relationships.get("profiles") or []
+    added = [{"type": "profile", "id": profile_id} for profile_id in profile_ids]
+    generic.update(row, attributes={}, relationships={"profiles": [*current, *(a for a in added if a not in current)]})

@@ -17,10 +17,19 @@ def get_events(call: Call) -> Reply:
 
 
 def get_event(call: Call) -> Reply:
-    params.no_include(call.query)
+    """One event; ``include=metric,profile`` adds its metric and its profile (``attributions`` is refused)."""
+    include = params.include(call.query, frozenset({"metric", "profile"}))
     fields = params.sparse_fields(call.query, "event", resources.EVENT_FIELDS)
     row = events.event(call.account_id, call.args["id"])
-    return single(call, resources.event(row, api_root=call.api_root, fields=fields))
+    reply = single(call, resources.event(row, api_root=call.api_root, fields=fields))
+    included = []
+    if "metric" in include:
+        included.append(resources.metric(row.metric, api_root=call.api_root))
+    if "profile" in include:
+        included.append(resources.profile(row.profile, api_root=call.api_root))
+    if include and reply.document is not None:
+        reply.document["included"] = included
+    return reply
 
 
 def get_metrics(call: Call) -> Reply:

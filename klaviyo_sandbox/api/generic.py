@@ -32,22 +32,23 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from django.utils import timezone
 
-from klaviyo_sandbox import description, jsonapi, query, schemas
+from klaviyo_sandbox import description, jsonapi, query, resources, schemas
 from klaviyo_sandbox.api.base import Call, Reply
 from klaviyo_sandbox.conf import conf
 from klaviyo_sandbox.exceptions import invalid
-from klaviyo_sandbox.models import Resource
+from klaviyo_sandbox.models import Event, ListMembership, Metric, Profile, ProfileList, Resource
 from klaviyo_sandbox.pagination import Page
+from klaviyo_sandbox.store import bulk, imports
 from klaviyo_sandbox.store import generic as store
-from klaviyo_sandbox.store import imports
 
-_CATALOG_TYPES = frozenset({"catalog-item", "catalog-variant", "catalog-category"})
 _PCHAR = "$:@!*'()+,;=-._~"  # what a path segment may hold unescaped (RFC 3986), as in Klaviyo's catalog ids
 # Jobs whose work the sandbox does (at once; the job's status still moves over KLAVIYO_SANDBOX_JOB_DELAY).
-_EFFECTS: dict[str, Callable[..., None]] = {
+_EFFECTS: dict[str, Callable[..., bulk.Outcome | None]] = {
     "bulk_import_profiles": imports.import_profiles,
     "bulk_create_events": imports.create_events,
     "request_profile_deletion": imports.delete_profile_data,
+    "create_back_in_stock_subscription": bulk.subscribe_back_in_stock,
+    **bulk.EFFECTS,
 }
 COLLECTION, ITEM, RELATED, RELATIONSHIP, ACTION = "collection", "item", "related", "relationship", "action"
 
@@ -153,8 +154,9 @@ def _job_attributes(row: Resource) -> dict[str, Any]:
     attributes["status"] = "complete" if done else ("processing" if elapsed >= delay / 2 else "queued")
     attributes.setdefault("created_at", jsonapi.timestamp(row.created_at))
     total = attributes.get("total_count", 0)
-    attributes.setdefault("failed_count", 0)
-    attributes["completed_count"] = total if done else 0
+    failed = attributes.get("failed_count", 0)  # the members it left out (a profile import's errors)
+    attributes["failed_count"] = failed if done else 0
+    attributes["completed_count"] = total - failed if done else 0
     if done:
         attributes.setdefault("completed_at", jsonapi.timestamp(row.created_at + timedelta(seconds=delay)))
     return attributes
@@ -186,7 +188,7 @@ def _identifiers(data: Any) -> list[tuple[str, str]]:
 
 def _included(call: Call, rows: list[Resource], names: tuple[str, ...]) -> list[dict[str, Any]]:
     wanted = [key for row in rows for name in names for key in _identifiers(row.relationships.get(name))]
-    return [render(row, call.api_root) for row in store.several(call.account_id, wanted)]
+    return [render(row, call.api_root) for row in _rows(call.account_id, wanted)]
 
 
 def _sparse(document: dict[str, Any], fields: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
@@ -366,16 +368,22 @@ def handle(call: Call) -> Reply:
 def _create(call: Call, operation: description.Operation, checked: query.Checked) -> Reply:
     body = _body(call)
     effect = _EFFECTS.get(operation.id)
-    if effect is not None:
-        effect(account_id=call.account_id, body=body)
+    outcome = effect(account_id=call.account_id, body=body) if effect is not None else None
     attributes, relationships, identifier, sent_type = _parts(body)
     kind = _operation_type(operation) or sent_type or type_of_template(operation.template)
     if kind.endswith("-job"):
         # A job's size: the resources its attributes carry (profiles.data, items.data, ...).
         attributes["total_count"] = sum(len(value["data"]) for value in _nested_lists(attributes))
-    if kind in _CATALOG_TYPES and isinstance(attributes.get("external_id"), str) and identifier is None:
-        # Klaviyo names a catalog resource after its integration, catalog and external id.
-        identifier = f"$custom:::$default:::{attributes['external_id']}"
+    if outcome is not None:
+        relationships.update(outcome.relationships)
+        if outcome.errors:
+            errors = [
+                store.create(call.account_id, "import-error", attributes=error, relationships={})
+                for error in outcome.errors
+            ]
+            relationships["import-errors"] = [{"type": row.type, "id": row.resource_id} for row in errors]
+            attributes["failed_count"] = len(errors)
+    identifier = identifier or store.klaviyo_id(kind, attributes, relationships)
     row = store.create(
         call.account_id, kind, attributes=attributes, relationships=relationships, resource_id=identifier
     )
@@ -404,13 +412,16 @@ def _item(call: Call, method: str, kind: str, resource_id: str, checked: query.C
     return _reply(call, document, checked)
 
 
-def _related(call: Call, row: Resource, relation: str, checked: query.Checked) -> Reply:
+def _plural(call: Call) -> bool:
+    """Whether the operation answers a list of resources (a to-many relationship)."""
     operation = _operation_of(call)
-    data = row.relationships.get(relation)
-    related = store.several(call.account_id, _identifiers(data))
     schema = description.resolve(operation.responses.get(str(operation.success_status)))
-    plural = description.resolve(schema.get("properties", {}).get("data")).get("type") == "array"
-    if plural:
+    return description.resolve(schema.get("properties", {}).get("data")).get("type") == "array"
+
+
+def _related(call: Call, row: Resource, relation: str, checked: query.Checked) -> Reply:
+    related = _rows(call.account_id, _linked(call, row, relation))
+    if _plural(call):
         return _listing(call, related, checked)
     document = {"data": render(related[0], call.api_root) if related else None, "links": {"self": call.self_url}}
     return _reply(call, document, checked)
@@ -419,9 +430,8 @@ def _related(call: Call, row: Resource, relation: str, checked: query.Checked) -
 def _relationship(call: Call, method: str, row: Resource, relation: str) -> Reply:
     current = _identifiers(row.relationships.get(relation))
     if method == "GET":
-        data = row.relationships.get(relation)
-        if isinstance(data, list) or data is None:
-            data = [{"type": kind, "id": rid} for kind, rid in current]
+        linked = [{"type": kind, "id": rid} for kind, rid in _linked(call, row, relation)]
+        data: Any = linked if _plural(call) else (linked[0] if linked else None)
         return _reply(call, {"data": data, "links": {"self": call.self_url}})
     body = _body(call)
     sent = _identifiers(body.get("data"))
@@ -437,3 +447,58 @@ def _relationship(call: Call, method: str, row: Resource, relation: str) -> Repl
         value = {"type": value[0], "id": value[1]}
     store.update(row, attributes={}, relationships={relation: value})
     return _reply(call, None)
+
+
+# --- links between resources ------------------------------------------------------------------------------
+
+# The types the hand-written endpoints keep in models of their own, and their attributes as those endpoints
+# answer them (links aside).
+_OWN: dict[str, tuple[type, Callable[[Any], dict[str, Any]]]] = {
+    "profile": (Profile, lambda row: resources.profile(row, api_root="")["attributes"]),
+    "list": (ProfileList, lambda row: resources.profile_list(row, api_root="")["attributes"]),
+    "metric": (Metric, lambda row: resources.metric(row, api_root="")["attributes"]),
+    "event": (Event, lambda row: resources.event(row, api_root="")["attributes"]),
+}
+
+
+def _rows(account_id: str, identifiers: list[tuple[str, str]]) -> list[Resource]:
+    """The resources that exist among ``(type, id)`` pairs, in their order; a profile, list, metric or event
+    as its hand-written endpoint shows it (an unsaved row)."""
+    wanted = list(dict.fromkeys(identifiers))
+    stored = {(row.type, row.resource_id): row for row in store.several(account_id, wanted)}
+    for kind, (model, attributes_of) in _OWN.items():
+        ids = [rid for wanted_kind, rid in wanted if wanted_kind == kind]
+        for found in model._default_manager.filter(account_id=account_id, pk__in=ids) if ids else ():
+            created = getattr(found, "created", None) or getattr(found, "datetime", None) or timezone.now()
+            stored[(kind, found.pk)] = Resource(
+                account_id=account_id,
+                type=kind,
+                resource_id=found.pk,
+                attributes=attributes_of(found),
+                relationships={},
+                created_at=created,
+                updated_at=getattr(found, "updated", None) or created,
+            )
+    return [stored[key] for key in wanted if key in stored]
+
+
+def _linked(call: Call, row: Resource, relation: str) -> list[tuple[str, str]]:
+    """What ``row``'s relationship ``relation`` names: what was stored with it, a profile's lists (its list
+    memberships), an event's metric and profile, and the resources of the related type whose own
+    relationship names ``row`` (a catalog item's variants, a coupon's codes, a profile's segments)."""
+    found = _identifiers(row.relationships.get(relation))
+    if row.type == "profile" and relation == "lists":
+        memberships = ListMembership.objects.filter(profile_id=row.resource_id, profile__account_id=call.account_id)
+        found += [("list", list_id) for list_id in memberships.values_list("profile_list_id", flat=True)]
+    if row.type == "event" and relation in ("metric", "profile"):
+        event = Event.objects.filter(account_id=call.account_id, pk=row.resource_id).first()
+        if event is not None:
+            found.append((relation, event.metric_id if relation == "metric" else event.profile_id))
+    operation = _operation_of(call)
+    related_type = data_type(operation.responses.get(str(operation.success_status)))
+    if related_type is not None and related_type not in _OWN:
+        found += [
+            (other.type, other.resource_id)
+            for other in store.inverse(call.account_id, related_type, (row.type, row.resource_id))
+        ]
+    return list(dict.fromkeys(found))

@@ -16,6 +16,37 @@ from klaviyo_sandbox.models import Event, Metric, Profile, ProfileList, Resource
 _OWN_MODELS = {"profile": Profile, "list": ProfileList, "metric": Metric, "event": Event}
 
 
+_CATALOG_TYPES = frozenset({"catalog-item", "catalog-variant", "catalog-category"})
+
+
+def klaviyo_id(kind: str, attributes: dict[str, Any], relationships: dict[str, Any]) -> str | None:
+    """The id Klaviyo gives a new resource made from its attributes, when it derives one: a catalog
+    resource is named after its integration, catalog and external id, a coupon is its external id and a
+    coupon code its coupon's id and its code. None: a new random id."""
+    external = attributes.get("external_id")
+    if kind in _CATALOG_TYPES and isinstance(external, str):
+        return f"$custom:::$default:::{external}"
+    if kind == "coupon" and isinstance(external, str):
+        return external
+    coupon = relationships.get("coupon")
+    if kind == "coupon-code" and isinstance(coupon, dict) and isinstance(attributes.get("unique_code"), str):
+        return f"{coupon.get('id')}-{attributes['unique_code']}"
+    return None
+
+
+def inverse(account_id: str, kind: str, target: tuple[str, str]) -> list[Resource]:
+    """The account's resources of ``kind`` with a relationship naming ``target`` (a variant's item, a
+    code's coupon), which the target's own related endpoints show too."""
+    wanted = {"type": target[0], "id": target[1]}
+    found = []
+    for row in all_of(account_id, kind):
+        for data in row.relationships.values():
+            if data == wanted or (isinstance(data, list) and wanted in data):
+                found.append(row)
+                break
+    return found
+
+
 def find(account_id: str, kind: str, resource_id: str) -> Resource | None:
     return Resource.objects.filter(account_id=account_id, type=kind, resource_id=resource_id).first()
 

@@ -11,11 +11,13 @@ from klaviyo_sandbox.bodies import Data
 from klaviyo_sandbox.exceptions import APIError, invalid
 from klaviyo_sandbox.models import ListMembership, Profile, ProfileList
 from klaviyo_sandbox.store import events, profiles
+from klaviyo_sandbox.store.bulk import Outcome
 
 
-def import_profiles(*, account_id: str, body: dict[str, Any]) -> None:
+def import_profiles(*, account_id: str, body: dict[str, Any]) -> Outcome:
     """Upsert each profile as ``POST /profile-import`` does (by id, email, phone number or external id) and
-    add them to the job's lists. All or nothing: a 400 pointing at the bad member changes nothing."""
+    add them to the job's lists. An unknown list is a 400 and imports nothing; a profile Klaviyo would refuse
+    (a bad email, no identifier) is left out and becomes one of the job's import errors, as in Klaviyo."""
     data = body["data"]
     wanted = [item.get("id") for item in ((data.get("relationships") or {}).get("lists") or {}).get("data") or []]
     found = {row.pk: row for row in ProfileList.objects.filter(account_id=account_id, pk__in=wanted)}
@@ -24,6 +26,8 @@ def import_profiles(*, account_id: str, body: dict[str, Any]) -> None:
             pointer = f"/data/relationships/lists/data/{index}/id"
             raise invalid(f"A list with id {list_id} does not exist.", pointer=pointer)
     now = timezone.now()
+    outcome = Outcome()
+    imported: list[dict[str, str]] = []
     with transaction.atomic():
         for index, item in enumerate(data["attributes"]["profiles"]["data"]):
             entry = Data(
@@ -32,11 +36,27 @@ def import_profiles(*, account_id: str, body: dict[str, Any]) -> None:
                 meta=item.get("meta") or {},
                 pointer=f"/data/attributes/profiles/data/{index}",
             )
-            row, _ = profiles.upsert(account_id, entry)
+            try:
+                with transaction.atomic():
+                    row, _ = profiles.upsert(account_id, entry)
+            except APIError as exc:
+                outcome.errors.append(
+                    {
+                        "code": exc.code,
+                        "title": exc.title,
+                        "detail": exc.detail,
+                        "source": exc.source,
+                        "original_payload": item,
+                    }
+                )
+                continue
+            imported.append({"type": "profile", "id": row.pk})
             for list_id in wanted:
                 ListMembership.objects.get_or_create(
                     profile_list=found[list_id], profile=row, defaults={"joined_at": now}
                 )
+    outcome.relationships["profiles"] = imported
+    return outcome
 
 
 def create_events(*, account_id: str, body: dict[str, Any]) -> None:

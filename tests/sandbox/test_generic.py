@@ -225,13 +225,21 @@ def test_a_profile_bulk_import_job_creates_and_updates_the_profiles_and_fills_it
             }
         }
 
-    bad = job({"email": "fine@example.com"}, {"email": "not-an-email"})
-    error = error_of(api(client, "POST", "/profile-bulk-import-jobs", token, body=bad), 400)
-    assert error["source"] == {"pointer": "/data/attributes/profiles/data/1/attributes/email"}
     unknown = job({"email": "fine@example.com"}, lists=("NoSuch",))
     error = error_of(api(client, "POST", "/profile-bulk-import-jobs", token, body=unknown), 400)
     assert error["source"] == {"pointer": "/data/relationships/lists/data/0/id"}
     assert not Profile.objects.filter(email="fine@example.com").exists()
+    bad = job({"email": "other@example.com"}, {"email": "not-an-email"})
+    partial = api(client, "POST", "/profile-bulk-import-jobs", token, body=bad).json()["data"]
+    assert Profile.objects.filter(email="other@example.com").exists()  # a bad profile is left out alone
+    (import_error,) = api(client, "GET", f"/profile-bulk-import-jobs/{partial['id']}/import-errors", token).json()[
+        "data"
+    ]
+    assert import_error["attributes"]["source"] == {"pointer": "/data/attributes/profiles/data/1/attributes/email"}
+    assert import_error["attributes"]["original_payload"] == {
+        "type": "profile",
+        "attributes": {"email": "not-an-email"},
+    }
 
     good = job({"email": "fine@example.com", "first_name": "Fay"}, {"email": seed.email, "title": "Buyer"})
     created = api(client, "POST", "/profile-bulk-import-jobs", token, body=good)
@@ -240,7 +248,9 @@ def test_a_profile_bulk_import_job_creates_and_updates_the_profiles_and_fills_it
     assert Profile.objects.get(email="fine@example.com").first_name == "Fay"
     assert Profile.objects.get(pk=seed.id).title == "Buyer"
     members = api(client, "GET", f"/lists/{list_id}/profiles", token).json()["data"]
-    assert sorted(row["attributes"]["email"] for row in members) == sorted(["fine@example.com", seed.email])
+    assert sorted(row["attributes"]["email"] for row in members) == sorted(
+        ["fine@example.com", "other@example.com", seed.email]
+    )
 
 
 def test_an_event_bulk_create_job_records_every_event_or_none(client, token):
