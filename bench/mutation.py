@@ -179,8 +179,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "permission-through-groups-ignored",
         "oauth_integration/auth.py",
-        "permissions.filter(Q(**{through_user: user_obj}) | Q(**{through_group: user_obj}))",
-        "permissions.filter(Q(**{through_user: user_obj}))",
+        'f" OR EXISTS (SELECT 1 FROM {quote(membership.m2m_db_table())} ug"',
+        'f" AND EXISTS (SELECT 1 FROM {quote(membership.m2m_db_table())} ug"',
         ("tests/test_auth_backend.py",),
     ),
     Mutant(
@@ -193,8 +193,22 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "superuser-holds-permissions-that-do-not-exist",
         "oauth_integration/auth.py",
-        "        return permissions.exists()",
-        "        return user_obj.is_superuser or permissions.exists()",
+        "                cursor.execute(exists, [app_label, codename])",
+        "                return True",
+        ("tests/test_auth_backend.py",),
+    ),
+    Mutant(
+        "inactive-user-logged-in",
+        "oauth_integration/auth.py",
+        "return user if self.user_can_authenticate(user) else None",
+        "return user",
+        ("tests/test_auth_backend.py", "tests/test_access_reflects_database.py"),
+    ),
+    Mutant(
+        "user-values-not-converted",
+        "oauth_integration/auth.py",
+        "                value = convert(value, column, connection)\n            values.append(value)\n        user =",
+        "                pass\n            values.append(value)\n        user =",
         ("tests/test_auth_backend.py",),
     ),
     # --- the findings of the audit of 2026-12-07 ------------------------------------------

@@ -1,52 +1,129 @@
-"""Django's ``ModelBackend``, asking the database one question per permission check.
+"""Django's ``ModelBackend``, reading who is logged in and what they may do with two statements.
 
-Django's ``ModelBackend.has_perm`` reads every permission the user holds, through the user
-and through each group (two queries), to answer whether one is among them. A view such as
-``/profiles`` asks for one permission, once: ``ModelBackend`` here answers that with one
-query (``EXISTS``: the permission, held by the user or by one of the user's groups), read
-from the database on every request exactly as Django's is. Nothing is cached across
-requests; within one request, once Django's backend has read all of a user's permissions
-(the admin does), the answer comes from that set, as Django's would.
+Every request that needs a permission reads, from the database, the logged-in user and then
+whether they hold it: nothing is cached across requests, so a deactivation, a password
+change, a deleted user or a permission taken away applies to the next request once
+committed, however it was written (the admin, ``QuerySet.update()``, raw SQL). Django's
+``ModelBackend`` does the same with more work: its ``has_perm`` reads every permission the
+user holds, through the user and through each group (two queries), to answer whether one is
+among them, and the ORM builds each query's SQL afresh on every request, which costs more
+CPU than running it. Here:
 
-Everything else (authentication, ``get_user``, ``get_all_permissions``, module permissions,
-the async methods) is Django's own. ``tests/test_auth_backend.py`` checks that both backends
-give the same answer for users that are active or not, superusers, staff, with permissions
-of their own and through groups, for permissions that exist and that do not.
+* ``get_user``: the user row by primary key, with a statement written once per database and
+  its values converted by the ORM's own field and backend converters (as
+  ``OAuthTokenQuerySet.lookup`` reads a connection), then Django's ``user_can_authenticate``.
+* ``has_perm``: one ``EXISTS`` statement, written once per database: the permission, held by
+  the user directly or through one of their groups (any permission that exists, for a
+  superuser). Within one request, once Django's backend has read all of a user's
+  permissions (the admin does), the answer comes from that set, as Django's would.
+
+Only Django's own ``auth.User`` takes these statements (a custom user model, whose manager or
+tables may differ, gets Django's methods unchanged). Everything else (authentication,
+``get_all_permissions``, module permissions, the async methods) is Django's.
+``tests/test_auth_backend.py`` checks that both backends give the same answers, on SQLite and
+PostgreSQL, for users active or not, superusers, staff, with permissions of their own and
+through groups, for permissions that exist and that do not.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend as DjangoModelBackend
-from django.contrib.auth.models import Permission
-from django.db.models import Q
+from django.contrib.auth.models import Group, Permission, User
+from django.contrib.contenttypes.models import ContentType
+from django.db import connections, router
 
 
 class ModelBackend(DjangoModelBackend):
+    def get_user(self, user_id: Any) -> Any:
+        user_model = get_user_model()
+        if user_model is not User:
+            return super().get_user(user_id)
+        alias = router.db_for_read(User)
+        connection = connections[alias]
+        plan = _user_plan(alias)
+        with connection.cursor() as cursor:
+            cursor.execute(plan.sql, [User._meta.pk.get_db_prep_value(user_id, connection)])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = []
+        for value, (column, converters) in zip(row, plan.converters, strict=True):
+            for convert in converters:
+                value = convert(value, column, connection)
+            values.append(value)
+        user = User.from_db(alias, plan.attnames, values)
+        return user if self.user_can_authenticate(user) else None
+
     def has_perm(self, user_obj: Any, perm: str, obj: Any = None) -> bool:
         if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
             return False
         if hasattr(user_obj, "_perm_cache"):  # all of them already read in this request
             return perm in user_obj._perm_cache
+        if type(user_obj) is not User:
+            return super().has_perm(user_obj, perm, obj=obj)
         app_label, dot, codename = perm.partition(".")
         if not dot:
             return False
-        permissions = Permission.objects.filter(content_type__app_label=app_label, codename=codename)
-        if not user_obj.is_superuser:  # a superuser holds every permission that exists
-            through_user, through_group = _holders()
-            permissions = permissions.filter(Q(**{through_user: user_obj}) | Q(**{through_group: user_obj}))
-        return permissions.exists()
+        alias = router.db_for_read(Permission)
+        held, exists = _permission_statements(alias)
+        with connections[alias].cursor() as cursor:
+            if user_obj.is_superuser:  # every permission that exists
+                cursor.execute(exists, [app_label, codename])
+            else:
+                cursor.execute(held, [app_label, codename, user_obj.pk, user_obj.pk])
+            return cursor.fetchone() is not None
+
+
+@dataclass(frozen=True)
+class _UserPlan:
+    sql: str
+    attnames: list[str]
+    converters: list[tuple[Any, list[Any]]]
 
 
 @functools.cache
-def _holders() -> tuple[str, str]:
-    """The lookups from a permission to a user holding it directly, and through a group
-    (``user`` and ``group__user`` for Django's own user model), as ModelBackend finds them."""
-    fields = get_user_model()._meta
-    return (
-        fields.get_field("user_permissions").related_query_name(),
-        f"group__{fields.get_field('groups').related_query_name()}",
+def _user_plan(alias: str) -> _UserPlan:
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    meta = User._meta
+    fields = meta.concrete_fields
+    columns = ", ".join(quote(field.column) for field in fields)
+    sql = f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608
+    converters = []
+    for field in fields:
+        column = field.get_col(meta.db_table)
+        converters.append((column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)))
+    return _UserPlan(sql, [field.attname for field in fields], converters)
+
+
+@functools.cache
+def _permission_statements(alias: str) -> tuple[str, str]:
+    """Two statements with the app label and codename as parameters: whether a user (twice:
+    directly, through groups) holds that permission, and whether it exists at all."""
+    quote = connections[alias].ops.quote_name
+    permission, content_type = Permission._meta, ContentType._meta
+    direct = User._meta.get_field("user_permissions")
+    membership = User._meta.get_field("groups")
+    granted = Group._meta.get_field("permissions")
+    p_id = f"p.{quote(permission.pk.column)}"
+    exists = (
+        f"SELECT 1 FROM {quote(permission.db_table)} p"  # noqa: S608 (names from the models, values as parameters)
+        f" INNER JOIN {quote(content_type.db_table)} c"
+        f" ON p.{quote(permission.get_field('content_type').column)} = c.{quote(content_type.pk.column)}"
+        f" WHERE c.{quote('app_label')} = %s AND p.{quote('codename')} = %s"
     )
+    held = (
+        f"{exists} AND ("  # noqa: S608 (names from the models, values as parameters)
+        f"EXISTS (SELECT 1 FROM {quote(direct.m2m_db_table())} up"
+        f" WHERE up.{quote(direct.m2m_column_name())} = %s AND up.{quote(direct.m2m_reverse_name())} = {p_id})"
+        f" OR EXISTS (SELECT 1 FROM {quote(membership.m2m_db_table())} ug"
+        f" INNER JOIN {quote(granted.m2m_db_table())} gp"
+        f" ON gp.{quote(granted.m2m_column_name())} = ug.{quote(membership.m2m_reverse_name())}"
+        f" WHERE ug.{quote(membership.m2m_column_name())} = %s AND gp.{quote(granted.m2m_reverse_name())} = {p_id}))"
+    )
+    return f"{held} LIMIT 1", f"{exists} LIMIT 1"

@@ -92,3 +92,34 @@ def test_a_permission_taken_away_is_seen_by_the_next_check():
     assert ModelBackend().has_perm(get_user_model().objects.get(pk=user.pk), "oauth_integration.view_oauthtoken")
     get_user_model().user_permissions.through.objects.filter(user_id=user.pk).delete()  # no signal
     assert not ModelBackend().has_perm(get_user_model().objects.get(pk=user.pk), "oauth_integration.view_oauthtoken")
+
+
+def fields_of(user) -> dict:
+    return {field.attname: getattr(user, field.attname) for field in user._meta.concrete_fields}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {},
+        {"is_active": False},
+        {"is_superuser": True, "is_staff": True},
+        {"first_name": "Zoë", "email": "zoe@example.com", "last_login": "2026-12-01T10:00:00+00:00"},
+    ],
+)
+def test_get_user_reads_the_user_as_django_does(attributes, django_assert_num_queries):
+    user = get_user_model().objects.create_user("read-back", password="a long password", **attributes)
+    mine, djangos = ModelBackend(), DjangoModelBackend()
+
+    with django_assert_num_queries(1):
+        found = mine.get_user(user.pk)
+    expected = djangos.get_user(user.pk)
+
+    if expected is None:  # an inactive user is nobody, for both
+        assert found is None
+    else:
+        assert type(found) is type(expected)
+        assert fields_of(found) == fields_of(expected)
+        assert found._state.db == expected._state.db and found._state.adding is False
+    assert mine.get_user(user.pk + 1000) is None is djangos.get_user(user.pk + 1000)
