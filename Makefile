@@ -47,14 +47,15 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
 
-# Production serving (behind a TLS-terminating proxy), static files by WhiteNoise: gunicorn by
-# default (klaviyo_site/gunicorn.conf.py: WEB_CONCURRENCY, GUNICORN_THREADS, GUNICORN_WORKER_CLASS,
-# GUNICORN_REUSE_PORT), or granian with SERVER=granian (klaviyo_site/serve.py: worker processes
-# WEB_CONCURRENCY, threads SERVER_THREADS, defaults 2 and 2). Configure the
+# Production serving (behind a TLS-terminating proxy), static files by WhiteNoise: granian by
+# default (klaviyo_site/serve.py: worker processes WEB_CONCURRENCY, threads SERVER_THREADS,
+# defaults 2 and 2; the measured best, bench/README.md), or gunicorn with SERVER=gunicorn
+# (klaviyo_site/gunicorn.conf.py: WEB_CONCURRENCY, GUNICORN_THREADS, GUNICORN_WORKER_CLASS,
+# GUNICORN_REUSE_PORT). Configure the
 # app through the environment (or .env): DEBUG off, SECRET_KEY, TOKEN_ENCRYPTION_KEY,
 # KLAVIYO_CLIENT_ID/SECRET, ALLOWED_HOSTS, DATABASE_URL. The bench serves the same way.
 BIND ?= 127.0.0.1:$(PORT)
-SERVER ?= gunicorn
+SERVER ?= granian
 
 serve: $(VENV)/.runtime
 	$(PY) manage.py collectstatic --no-input --verbosity 0

@@ -51,7 +51,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--due", type=int, default=10_000, help="of which due for refresh_tokens")
     serving = parser.add_argument_group("serving (defaults: as make serve)")
     serving.add_argument(
-        "--server", choices=("granian", "gunicorn"), default="gunicorn", help="the HTTP server (default: %(default)s)"
+        "--server", choices=("granian", "gunicorn"), default="granian", help="the HTTP server (default: %(default)s)"
     )
     serving.add_argument("--workers", type=int, help="worker processes (WEB_CONCURRENCY)")
     serving.add_argument("--threads", type=int, help="threads per worker (SERVER_THREADS; gunicorn: GUNICORN_THREADS)")
