@@ -91,6 +91,24 @@ def test_the_sdk_reads_profiles_with_filter_sort_pages_and_subscriptions(klaviyo
     assert sparse["data"][0]["attributes"] == {"email": profiles_of(NORTHWIND)[0].email}
 
 
+def test_the_sdk_pages_through_every_profile_with_the_whole_links_next_as_its_cursor(klaviyo):
+    """Klaviyo's SDK takes a cursor out of an https link only: given the sandbox's http link, it
+    sends the whole URL as page[cursor], which the sandbox accepts as Klaviyo would its cursor."""
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = klaviyo.Profiles.get_profiles(page_size=7, sort="id", page_cursor=cursor)
+        seen += [row.id for row in page.data]
+        pages += 1
+        cursor = page.links.next
+        if cursor is None:
+            break
+        assert cursor.startswith("http://")  # not an https link: the SDK sends it whole
+        assert pages < 100
+    expected = sorted(seed.id for seed in profiles_of(NORTHWIND))
+    assert seen == expected  # every profile once, in order
+    assert pages == -(-len(expected) // 7)
+
+
 def test_the_sdk_creates_updates_and_imports_profiles(klaviyo):
     query = ProfileCreateQuery(
         data=ProfileCreateQueryResourceObject(
