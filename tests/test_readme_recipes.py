@@ -1,4 +1,4 @@
-"""The README's recipes (orders, upserts, the official SDK, nightly walks), run against the sandbox
+"""The README's recipes (orders, upserts, the official SDK, nightly walks, consent), run against the sandbox
 on the live server, in the README's order and in one namespace, as a reader would paste them."""
 
 import re
@@ -14,7 +14,7 @@ pytest_plugins = ["oauth_integration.testing"]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-SECTION = "### Recipes: orders, upserts, the official SDK, nightly walks"
+SECTION = "### Recipes: orders, upserts, the official SDK, nightly walks, consent"
 NORTHWIND = "SbxN7w"
 
 
@@ -27,7 +27,10 @@ def recipes():
 
 @pytest.fixture
 def customer(klaviyo_sandbox, settings, caplog):
-    settings.KLAVIYO_SCOPES = "accounts:read profiles:read profiles:write events:read events:write metrics:read"
+    settings.KLAVIYO_SCOPES = (
+        "accounts:read profiles:read profiles:write events:read events:write metrics:read "
+        "lists:read lists:write subscriptions:write"
+    )
     klaviyo_sandbox.connect("cust-42", account="northwind")
     yield "cust-42"
     caplog.get_records("call").clear()
@@ -40,11 +43,11 @@ def metric_events(customer):
     return list(services.iter_klaviyo(customer_identifier=customer, path="/api/events", params=params))
 
 
-def test_there_are_four_recipes():
-    assert len(recipes()) == 4
+def test_there_are_five_recipes():
+    assert len(recipes()) == 5
 
 
-def test_the_recipes_run_one_after_the_other(customer, capsys):
+def test_the_recipes_run_one_after_the_other(customer, capsys, settings):
     # An earlier "grace@example.com", so that the upsert takes its 409 branch and updates her.
     services.call_klaviyo(
         customer_identifier=customer,
@@ -52,7 +55,7 @@ def test_the_recipes_run_one_after_the_other(customer, capsys):
         method="POST",
         json={"data": {"type": "profile", "attributes": {"email": "grace@example.com", "first_name": "G."}}},
     )
-    order, upsert, sdk, nightly = recipes()
+    order, upsert, sdk, nightly, consent = recipes()
     namespace = {}
 
     exec(compile(order, "README.md", "exec"), namespace)  # noqa: S102
@@ -91,3 +94,14 @@ def test_the_recipes_run_one_after_the_other(customer, capsys):
     assert counters.counts().api_requests == -(-len(expected) // 7)
     namespace["nightly_sync"](customer, lambda profile: handled.append(profile["id"]), pages_per_run=1, page_size=7)
     assert handled[-7:] == sorted(expected, key=handled.index)[:7]  # a finished walk starts again at page 1
+
+    settings.KLAVIYO_SANDBOX_JOB_DELAY = 0
+    exec(compile(consent, "README.md", "exec"), namespace)  # noqa: S102
+    members = services.call_klaviyo(
+        customer_identifier=customer,
+        path=f"/api/lists/{namespace['newsletter']}/profiles",
+        params={"additional-fields[profile]": "subscriptions"},
+    )["data"]
+    assert [member["attributes"]["email"] for member in members] == ["ada@example.com"]
+    marketing = members[0]["attributes"]["subscriptions"]["email"]["marketing"]
+    assert (marketing["consent"], marketing["can_receive_email_marketing"]) == ("SUBSCRIBED", True)
