@@ -80,11 +80,13 @@ def main() -> int:
     connected = connect_customer(CUSTOMER, account="bluebell")
     print(f"{CUSTOMER} connected to {connected.klaviyo_account_name} through the sandbox on {ADDRESS}")
 
-    # Rounds of concurrent calls until both workers have counted some.
+    # Rounds of concurrent calls until both workers have counted some. Each call to /profiles
+    # makes a call to the sandbox on the same server: with at most 3 at once, a worker (4
+    # threads) always has a thread left for the sandbox's answer, whichever worker takes them.
     statuses: list[int] = []
-    for _ in range(6):
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            statuses += pool.map(lambda _: get(PROFILES)[0], range(8))
+    for _ in range(8):
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            statuses += pool.map(lambda _: get(PROFILES)[0], range(6))
         counters = counter_files()
         if len(counters) == 2:
             break
