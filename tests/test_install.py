@@ -152,6 +152,7 @@ def test_the_hosts_list_is_cleaned_of_repeats_and_invalid_identifiers(settings, 
     assert installable_customers(user("odd")) == ["shop-1"]
 
 
+@pytest.mark.django_db  # Django 6's check command also runs the database checks
 def test_a_function_that_cannot_be_imported_is_a_system_check_error(settings):
     settings.KLAVIYO_INSTALL_CUSTOMERS = "tests.test_install.no_such_function"
     with pytest.raises(SystemCheckError, match="KLAVIYO_INSTALL_CUSTOMERS"):
