@@ -205,11 +205,11 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_auth_backend.py", "tests/test_access_reflects_database.py"),
     ),
     Mutant(
-        "user-values-not-converted",
-        "oauth_integration/auth.py",
-        "                value = convert(value, column, connection)\n            values.append(value)\n        user =",
-        "                pass\n            values.append(value)\n        user =",
-        ("tests/test_auth_backend.py",),
+        "row-values-not-converted",
+        "oauth_integration/models/rows.py",
+        "            found = convert(found, expression, connection)\n",
+        "            pass\n",
+        ("tests/test_auth_backend.py", "tests/test_services.py"),
     ),
     # --- the findings of the audit of 2026-12-07 ------------------------------------------
     Mutant(

@@ -10,8 +10,8 @@ among them, and the ORM builds each query's SQL afresh on every request, which c
 CPU than running it. Here:
 
 * ``get_user``: the user row by primary key, with a statement written once per database and
-  its values converted by the ORM's own field and backend converters (as
-  ``OAuthTokenQuerySet.lookup`` reads a connection), then Django's ``user_can_authenticate``.
+  its values converted by the ORM's own converters (``models.rows.one_row``, which also reads
+  a connection for every call to Klaviyo), then Django's ``user_can_authenticate``.
 * ``has_perm``: one ``EXISTS`` statement, written once per database: the permission, held by
   the user directly or through one of their groups (any permission that exists, for a
   superuser). Within one request, once Django's backend has read all of a user's
@@ -28,7 +28,6 @@ through groups, for permissions that exist and that do not.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -37,6 +36,8 @@ from django.contrib.auth.models import Group, Permission, User
 from django.contrib.contenttypes.models import ContentType
 from django.db import connections, router
 
+from oauth_integration.models.rows import one_row
+
 
 class ModelBackend(DjangoModelBackend):
     def get_user(self, user_id: Any) -> Any:
@@ -44,19 +45,10 @@ class ModelBackend(DjangoModelBackend):
         if user_model is not User:
             return super().get_user(user_id)
         alias = router.db_for_read(User)
-        connection = connections[alias]
-        plan = _user_plan(alias)
-        with connection.cursor() as cursor:
-            cursor.execute(plan.sql, [User._meta.pk.get_db_prep_value(user_id, connection)])
-            row = cursor.fetchone()
-        if row is None:
+        key = User._meta.pk
+        user = one_row(User, key.column, key.get_db_prep_value(user_id, connections[alias]), alias)
+        if user is None:
             return None
-        values = []
-        for value, (column, converters) in zip(row, plan.converters, strict=True):
-            for convert in converters:
-                value = convert(value, column, connection)
-            values.append(value)
-        user = User.from_db(alias, plan.attnames, values)
         return user if self.user_can_authenticate(user) else None
 
     def has_perm(self, user_obj: Any, perm: str, obj: Any = None) -> bool:
@@ -77,28 +69,6 @@ class ModelBackend(DjangoModelBackend):
             else:
                 cursor.execute(held, [app_label, codename, user_obj.pk, user_obj.pk])
             return cursor.fetchone() is not None
-
-
-@dataclass(frozen=True)
-class _UserPlan:
-    sql: str
-    attnames: list[str]
-    converters: list[tuple[Any, list[Any]]]
-
-
-@functools.cache
-def _user_plan(alias: str) -> _UserPlan:
-    connection = connections[alias]
-    quote = connection.ops.quote_name
-    meta = User._meta
-    fields = meta.concrete_fields
-    columns = ", ".join(quote(field.column) for field in fields)
-    sql = f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608
-    converters = []
-    for field in fields:
-        column = field.get_col(meta.db_table)
-        converters.append((column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)))
-    return _UserPlan(sql, [field.attname for field in fields], converters)
 
 
 @functools.cache
